@@ -1,0 +1,1 @@
+"""diavo client: Butler-style access to a diavo (or Rubin) TAP/SIA service, built on pyvo."""

@@ -1,0 +1,1 @@
+"""diavo server: TAP, SIA, DataLink and SODA over a DuckDB archive."""

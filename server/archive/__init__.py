@@ -1,0 +1,1 @@
+"""The archive: data model, storage, demo generator, ingest, export and image access."""

@@ -1,0 +1,78 @@
+"""DiaObject rows computed from their DiaSources, inside DuckDB.
+
+Each per-band light-curve statistic of DP1's DiaObject is an aggregate of the object's
+DiaSources in that band; computing them in SQL keeps millions of sources out of Python and
+makes the numbers true to the catalog they summarise.
+"""
+from __future__ import annotations
+
+from diavo.shared.bands import BANDS
+
+#: Per-band statistic -> SQL over the per-source view ``s`` (f=psfFlux, e=psfFluxErr,
+#: sf=scienceFlux, se=scienceFluxErr, t=midpointMjdTai, wmean, n, slope_step).
+BAND_STATS: dict[str, str] = {
+    "psfFluxLinearSlope": "regr_slope(f, t)",
+    "psfFluxLinearIntercept": "regr_intercept(f, t)",
+    "psfFluxMAD": "median(abs(f - med))",
+    "psfFluxMaxSlope": "max(abs(slope_step))",
+    "psfFluxErrMean": "avg(e)",
+    "psfFluxMean": "any_value(wmean)",
+    "psfFluxMeanErr": "any_value(wmeanerr)",
+    "psfFluxNdata": "count(*)",
+    "scienceFluxMean": "sum(sf / (se * se)) / sum(1 / (se * se))",
+    "scienceFluxMeanErr": "sqrt(1 / sum(1 / (se * se)))",
+    "psfFluxMin": "min(f)",
+    "psfFluxMax": "max(f)",
+    "psfFluxPercentile05": "quantile_cont(f, 0.05)",
+    "psfFluxPercentile25": "quantile_cont(f, 0.25)",
+    "psfFluxPercentile50": "quantile_cont(f, 0.50)",
+    "psfFluxPercentile75": "quantile_cont(f, 0.75)",
+    "psfFluxPercentile95": "quantile_cont(f, 0.95)",
+    "psfFluxSigma": "stddev_samp(f)",
+    "scienceFluxSigma": "stddev_samp(sf)",
+    "psfFluxSkew": "skewness(f)",
+    "psfFluxChi2": "sum(((f - wmean) / e) ^ 2)",
+    # Stetson J for one band: each residual paired with itself.
+    "psfFluxStetsonJ": "CASE WHEN count(*) > 1 THEN avg(sign(d2 - 1) * sqrt(abs(d2 - 1))) END",
+}
+
+
+def diaobject_sql(source_table: str = '"dp1"."DiaSource"') -> str:
+    """SELECT producing one row per diaObjectId with DP1's DiaObject columns."""
+    stats = ",\n        ".join(f"{sql} AS {name}" for name, sql in BAND_STATS.items())
+    pivots = ",\n    ".join(
+        f"max(CASE WHEN band = '{b}' THEN {name} END) AS {b}_{name}"
+        for b in BANDS for name in BAND_STATS
+    )
+    return f"""
+WITH s0 AS (
+    SELECT diaObjectId, band, ra, dec, psfFlux AS f, psfFluxErr AS e, scienceFlux AS sf,
+           scienceFluxErr AS se, midpointMjdTai AS t
+    FROM {source_table}
+), w AS (
+    SELECT diaObjectId, band, sum(f / (e * e)) / sum(1 / (e * e)) AS wmean,
+           sqrt(1 / sum(1 / (e * e))) AS wmeanerr, median(f) AS med, count(*) AS n
+    FROM s0 GROUP BY diaObjectId, band
+), s AS (
+    SELECT s0.*, w.wmean, w.wmeanerr, w.med, w.n,
+           (f - lag(f) OVER win) / (t - lag(t) OVER win) AS slope_step,
+           CASE WHEN w.n > 1 THEN (w.n / (w.n - 1.0)) * ((f - w.wmean) / e) ^ 2 END AS d2
+    FROM s0 JOIN w USING (diaObjectId, band)
+    WINDOW win AS (PARTITION BY diaObjectId, band ORDER BY t)
+), per_band AS (
+    SELECT diaObjectId, band,
+        {stats}
+    FROM s GROUP BY diaObjectId, band
+), pos AS (
+    SELECT diaObjectId, count(*) AS nDiaSources, avg(t) AS radecMjdTai,
+        degrees(atan2(avg(cos(radians(dec)) * sin(radians(ra))), avg(cos(radians(dec)) * cos(radians(ra))))) AS ra0,
+        degrees(atan2(avg(sin(radians(dec))),
+            sqrt(avg(cos(radians(dec)) * sin(radians(ra))) ^ 2 + avg(cos(radians(dec)) * cos(radians(ra))) ^ 2))) AS dec
+    FROM s0 GROUP BY diaObjectId
+)
+SELECT pos.diaObjectId, CASE WHEN ra0 < 0 THEN ra0 + 360 ELSE ra0 END AS ra, pos.dec,
+    pos.nDiaSources, pos.radecMjdTai,
+    {pivots}
+FROM pos JOIN per_band USING (diaObjectId)
+GROUP BY pos.diaObjectId, ra0, pos.dec, pos.nDiaSources, pos.radecMjdTai
+"""

@@ -1,0 +1,77 @@
+"""Image access: one interface over images drawn on demand and images kept as FITS files.
+
+The archive's ``diavo.image`` table says, per (visit, detector), whether the image is synthetic
+(drawn from its ImageSpec and the DiaSources in the catalog) or a file under the archive (read
+with memory mapping, so a cut-out touches only its rows). Callers never learn which.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from diavo.server.archive import store
+from diavo.server.archive.images.fitsio import exposure_bytes
+from diavo.server.archive.images.spec import ImageSpec
+from diavo.server.archive.images.synth import Planes, SourceList, render
+
+_SPEC_FIELDS = [f for f in ImageSpec.__dataclass_fields__ if f not in ("psf", "extra")]
+
+
+class ImageNotFound(KeyError):
+    """No image with this (visit, detector) in the archive."""
+
+
+class ImageStore:
+    def __init__(self, root: Path, con=None):
+        self.root = Path(root)
+        self._con = con or store.connect(self.root, read_only=True)
+
+    def _row(self, visit: int, detector: int) -> dict:
+        cur = self._con.execute("SELECT * FROM diavo.image WHERE visit = ? AND detector = ?",
+                                [int(visit), int(detector)])
+        names = [d[0] for d in cur.description]
+        row = cur.fetchone()
+        if row is None:
+            raise ImageNotFound(f"no difference image for visit {visit}, detector {detector}")
+        return dict(zip(names, row))
+
+    def spec(self, visit: int, detector: int) -> ImageSpec:
+        return ImageSpec.from_record(self._row(visit, detector))
+
+    def sources(self, visit: int, detector: int) -> SourceList:
+        t = self._con.execute(
+            'SELECT x, y, psfFlux, diaSourceId FROM dp1."DiaSource" WHERE visit = ? AND detector = ? '
+            "ORDER BY diaSourceId", [int(visit), int(detector)]).fetchnumpy()
+        return SourceList(x=t["x"], y=t["y"], flux=t["psfFlux"], ids=t["diaSourceId"])
+
+    def planes(self, visit: int, detector: int, region=None) -> tuple[ImageSpec, Planes]:
+        row = self._row(visit, detector)
+        spec = ImageSpec.from_record(row)
+        if row["kind"] == "fits":
+            return spec, self._read_file(self.root / row["path"], spec, region)
+        return spec, render(spec, self.sources(visit, detector), region)
+
+    def fits_bytes(self, visit: int, detector: int, region=None) -> bytes:
+        row = self._row(visit, detector)
+        if row["kind"] == "fits" and region is None:
+            return (self.root / row["path"]).read_bytes()
+        spec, planes = self.planes(visit, detector, region)
+        return exposure_bytes(spec, planes)
+
+    @staticmethod
+    def _read_file(path: Path, spec: ImageSpec, region) -> Planes:
+        from astropy.io import fits
+
+        x0, y0, x1, y1 = region or (0, 0, spec.width, spec.height)
+        x0, y0 = max(0, int(x0)), max(0, int(y0))
+        x1, y1 = min(spec.width, int(x1)), min(spec.height, int(y1))
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError("region does not overlap the image")
+        with fits.open(path, memmap=True) as hdul:
+            cut = [np.array(hdul[name].section[y0:y1, x0:x1]) for name in ("IMAGE", "MASK", "VARIANCE")]
+        return Planes(image=cut[0].astype(np.float32), mask=cut[1].astype(np.int32),
+                      variance=cut[2].astype(np.float32), x0=x0, y0=y0)
+
+    def close(self) -> None:
+        self._con.close()

@@ -1,0 +1,147 @@
+"""LSST-style multi-extension FITS for a difference image (or a cut-out of one).
+
+Layout as the Rubin pipelines write an ExposureF: an empty primary HDU with the metadata, then
+IMAGE (float32, nJy), MASK (int32, ``MP_*`` plane cards) and VARIANCE (float32, nJy**2). Every
+pixel HDU carries the sky WCS of its own pixel grid, and the LSST cut-out convention (LTV1/LTV2 and
+an 'A' PHYSICAL WCS) records where its pixel (0, 0) sits in the parent CCD.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import numpy as np
+from astropy.io import fits
+from astropy.time import Time
+from astropy.wcs import WCS
+
+from diavo.shared.camera import FACILITY, INSTRUMENT, detector_layout
+from diavo.shared.masks import plane_cards
+
+from .spec import ImageSpec
+from .synth import Planes
+
+VARIANCE_UNIT = "nJy**2"  # astropy.units parses this in both the generic and FITS formats
+
+
+def _isot(mjd_tai: float) -> str:
+    return Time(mjd_tai, format="mjd", scale="tai").isot
+
+
+def _xy0_cards(x0: int, y0: int) -> list[tuple[str, object, str]]:
+    """LTV and the 'A' PHYSICAL WCS: how afw recovers a cut-out's xy0 from a file."""
+    return [
+        ("LTV1", -int(x0), "parent pixel of x=0 is -LTV1"),
+        ("LTV2", -int(y0), "parent pixel of y=0 is -LTV2"),
+        ("WCSNAMEA", "PHYSICAL", "parent-CCD pixel frame"),
+        ("CTYPE1A", "LINEAR", ""), ("CTYPE2A", "LINEAR", ""),
+        ("CRPIX1A", 1.0, ""), ("CRPIX2A", 1.0, ""),
+        ("CRVAL1A", float(x0), "parent x of this HDU's first pixel"),
+        ("CRVAL2A", float(y0), "parent y of this HDU's first pixel"),
+        ("CD1_1A", 1.0, ""), ("CD2_2A", 1.0, ""),
+    ]
+
+
+def primary_cards(spec: ImageSpec, x0: int = 0, y0: int = 0) -> list[tuple[str, object, str]]:
+    """The exposure metadata, as the tutorial's ``getMetadata()`` / ``getVisitInfo()`` show it."""
+    lay = detector_layout(spec.detector)
+    mid = spec.obs_mid_mjd_tai
+    end = spec.obs_start_mjd_tai + spec.exp_time / 86400.0
+    cards = [
+        ("BUNIT", "nJy", "pixel flux unit"),
+        ("INSTRUME", INSTRUMENT, ""),
+        ("TELESCOP", FACILITY, ""),
+        ("DETECTOR", int(spec.detector), "detector id"),
+        ("DET_NAME", lay.name, "raft_sensor name"),
+        ("VISIT", int(spec.visit), "visit id"),
+        ("HIERARCH LSST BUTLER DATAID VISIT", int(spec.visit), ""),
+        ("HIERARCH LSST BUTLER DATAID DETECTOR", int(spec.detector), ""),
+        ("DAY_OBS", int(spec.day_obs), "observing day, YYYYMMDD"),
+        ("BAND", spec.band, ""),
+        ("FILTER", spec.physical_filter, "physical filter"),
+        ("TIMESYS", "TAI", ""),
+        ("DATE-BEG", _isot(spec.obs_start_mjd_tai), "start of exposure"),
+        ("DATE-AVG", _isot(mid), "middle of exposure"),
+        ("DATE-END", _isot(end), "end of exposure"),
+        ("MJD-BEG", float(spec.obs_start_mjd_tai), "[d] start of exposure, TAI"),
+        ("MJD-AVG", float(mid), "[d] middle of exposure, TAI"),
+        ("MJD-END", float(end), "[d] end of exposure, TAI"),
+        ("EXPTIME", float(spec.exp_time), "[s] exposure time"),
+        ("AIRMASS", float(spec.airmass), "boresight airmass"),
+        ("BORE-RA", float(spec.boresight_ra), "[deg] boresight RA"),
+        ("BORE-DEC", float(spec.boresight_dec), "[deg] boresight Dec"),
+        ("HIERARCH BORE-ROTANG", float(spec.rotation_deg), "[deg] sky rotation angle"),
+        ("BORE-PA", math.degrees(spec.par_angle_rad), "[deg] boresight parallactic angle"),
+        ("HIERARCH BORE-PA-RAD", float(spec.par_angle_rad), "[rad] parallactic angle"),
+        ("ALTITUDE", float(spec.altitude_deg), "[deg] boresight altitude"),
+        ("AZIMUTH", float(spec.azimuth_deg), "[deg] boresight azimuth"),
+        ("PRESSURE", float(spec.air_pressure_pa), "[Pa] air pressure"),
+        ("AIRTEMP", float(spec.air_temperature_c), "[C] air temperature"),
+        ("HUMIDITY", float(spec.humidity_pct), "[%] relative humidity"),
+        ("HIERARCH LSST ISR UNITS", "electron", ""),
+        ("HIERARCH LSST ISR OVERSCAN SERIAL UNITS", "adu", ""),
+        ("HIERARCH LSST ISR READNOISE UNITS", "electron", ""),
+        ("HIERARCH LSST ISR OVERSCAN PARALLEL UNITS", "adu", ""),
+    ]
+    cards += spec.psf.header_cards()
+    cards += _xy0_cards(x0, y0)
+    return cards
+
+
+def _header(cards) -> fits.Header:
+    hdr = fits.Header()
+    for key, value, comment in cards:
+        if len(key) > 8 and not key.startswith("HIERARCH "):
+            key = "HIERARCH " + key  # e.g. MP_DETECTED_NEGATIVE, as afw writes it
+        hdr.append((key, value, comment), end=True)
+    return hdr
+
+
+def _pixel_hdu(data: np.ndarray, name: str, dtype: str, spec: ImageSpec, x0: int, y0: int, extra=()):
+    # Big-endian up front: astropy writes such data without its own byteswap round trip.
+    arr = np.ascontiguousarray(data, dtype=np.dtype(dtype).newbyteorder(">"))
+    hdr = _header(
+        [("EXTNAME", name, ""), ("EXTTYPE", name, ""), ("INHERIT", True, "use the primary header")]
+        + list(extra)
+        + spec.wcs_cards(x0, y0)
+        + _xy0_cards(x0, y0)
+    )
+    return fits.ImageHDU(data=arr, header=hdr, name=name)
+
+
+def exposure_hdulist(spec: ImageSpec, planes: Planes, extra_cards=()) -> fits.HDUList:
+    """Primary + IMAGE + MASK + VARIANCE for ``planes`` (a whole CCD or a cut-out)."""
+    x0, y0 = int(planes.x0), int(planes.y0)
+    primary = fits.PrimaryHDU(header=_header(primary_cards(spec, x0, y0) + list(extra_cards)))
+    image = _pixel_hdu(planes.image, "IMAGE", "f4", spec, x0, y0, [("BUNIT", "nJy", "")])
+    mask = _pixel_hdu(planes.mask, "MASK", "i4", spec, x0, y0, plane_cards())
+    variance = _pixel_hdu(planes.variance, "VARIANCE", "f4", spec, x0, y0, [("BUNIT", VARIANCE_UNIT, "")])
+    return fits.HDUList([primary, image, mask, variance])
+
+
+def exposure_bytes(spec: ImageSpec, planes: Planes, extra_cards=()) -> bytes:
+    buf = io.BytesIO()
+    exposure_hdulist(spec, planes, extra_cards).writeto(buf, output_verify="silentfix")
+    return buf.getvalue()
+
+
+def read_exposure(source):
+    """(primary header as dict, Planes, astropy WCS of the IMAGE HDU) from a path or bytes."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(bytes(source))
+    elif isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    with fits.open(source, memmap=False) as hdul:
+        meta = dict(hdul[0].header)
+        img_hdr = hdul["IMAGE"].header
+        x0, y0 = -int(img_hdr.get("LTV1", 0)), -int(img_hdr.get("LTV2", 0))
+        planes = Planes(
+            image=hdul["IMAGE"].data.astype(np.float32),
+            mask=hdul["MASK"].data.astype(np.int32),
+            variance=hdul["VARIANCE"].data.astype(np.float32),
+            x0=x0,
+            y0=y0,
+        )
+        wcs = WCS(img_hdr)
+    return meta, planes, wcs

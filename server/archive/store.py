@@ -1,0 +1,156 @@
+"""An archive on disk: a directory holding the DuckDB catalog, a manifest and (for ingested
+archives) image files.
+
+Layout of DIR:
+  archive.json     what built the archive (scale, seed, base URL, HEALPix depth)
+  catalog.duckdb   schemas ivoa, dp1 (served) and diavo (internal: how to produce each image)
+  images/          FITS files copied in by ``diavo ingest``
+
+The served tables are created from the Felis data model. Spatially queried tables carry one
+storage column, ``_healpix`` (nested index at HEALPIX_DEPTH), and are stored in its order so
+DuckDB's zone maps let a spatial filter skip most row groups; it is not part of the data model.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST = "archive.json"
+CATALOG = "catalog.duckdb"
+IMAGES_DIR = "images"
+FORMAT_VERSION = 1
+HEALPIX_DEPTH = 16
+HEALPIX_COLUMN = "_healpix"
+#: Tables stored in HEALPix order, with the columns that give their position.
+SPATIAL_TABLES = {"dp1.DiaSource": ("ra", "dec"), "dp1.DiaObject": ("ra", "dec")}
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+
+IMAGE_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS diavo.image (
+    visit BIGINT NOT NULL, detector BIGINT NOT NULL, kind VARCHAR NOT NULL, path VARCHAR,
+    field VARCHAR, band VARCHAR, physical_filter VARCHAR, day_obs BIGINT,
+    boresight_ra DOUBLE, boresight_dec DOUBLE, rotation_deg DOUBLE, obs_start_mjd_tai DOUBLE,
+    exp_time DOUBLE, airmass DOUBLE, par_angle_rad DOUBLE, altitude_deg DOUBLE, azimuth_deg DOUBLE,
+    air_pressure_pa DOUBLE, air_temperature_c DOUBLE, humidity_pct DOUBLE,
+    psf_ixx0 DOUBLE, psf_ixx1 DOUBLE, psf_ixx2 DOUBLE, psf_iyy0 DOUBLE, psf_iyy1 DOUBLE,
+    psf_iyy2 DOUBLE, psf_ixy0 DOUBLE, psf_ixy1 DOUBLE, psf_ixy2 DOUBLE,
+    var_level DOUBLE, var_grad_x DOUBLE, var_grad_y DOUBLE, seed BIGINT, width INTEGER, height INTEGER,
+    PRIMARY KEY (visit, detector)
+)
+"""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    scale: str
+    seed: int | None
+    base_url: str
+    healpix_depth: int = HEALPIX_DEPTH
+    format_version: int = FORMAT_VERSION
+
+    def write(self, root: Path) -> None:
+        (root / MANIFEST).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def read(cls, root: Path) -> "Manifest":
+        data = json.loads((root / MANIFEST).read_text())
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{root} holds archive format {data.get('format_version')}, "
+                             f"this diavo reads format {FORMAT_VERSION}")
+        return cls(**data)
+
+
+def healpix_index(ra, dec, depth: int = HEALPIX_DEPTH) -> np.ndarray:
+    import astropy.units as u
+    from astropy.coordinates import Latitude, Longitude
+    from cdshealpix.nested import lonlat_to_healpix
+
+    if len(ra) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return lonlat_to_healpix(Longitude(np.asarray(ra), u.deg), Latitude(np.asarray(dec), u.deg),
+                             depth).astype(np.int64)
+
+
+def connect(root: Path, read_only: bool = True):
+    import duckdb
+
+    path = Path(root) / CATALOG
+    if read_only and not path.exists():
+        raise FileNotFoundError(f"no archive at {root} (missing {CATALOG}); build one with 'diavo demo build'")
+    return duckdb.connect(str(path), read_only=read_only)
+
+
+def create_catalog(root: Path, model):
+    """A fresh, empty catalog with every served table and the internal image table."""
+    from diavo.server.archive.model import duckdb_ddl
+
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / CATALOG
+    for stale in (path, path.with_suffix(".duckdb.wal")):
+        if stale.exists():
+            stale.unlink()
+    con = connect(root, read_only=False)
+    # One thread while writing keeps row-group layout, and so the file, reproducible.
+    con.execute("SET threads TO 1")
+    for stmt in duckdb_ddl(model, schemas=["ivoa", "dp1"]):
+        con.execute(stmt)
+    for qualified in SPATIAL_TABLES:
+        s, t = qualified.split(".")
+        con.execute(f'ALTER TABLE "{s}"."{t}" ADD COLUMN {HEALPIX_COLUMN} BIGINT')
+    con.execute("CREATE SCHEMA IF NOT EXISTS diavo")
+    con.execute(IMAGE_TABLE_DDL)
+    return con
+
+
+def insert_arrow(con, model, qualified: str, data, order_by: str | None = None,
+                 exprs: dict[str, str] | None = None) -> int:
+    """Insert an Arrow table into a served table, mapping columns by name.
+
+    Model columns missing from ``data`` are filled by ``exprs`` (SQL over the data's columns) or
+    NULL, so a loader only provides what it truly measured.
+    """
+    table = model.table(qualified)
+    have = set(data.column_names)
+    exprs = exprs or {}
+    cols, sel = [], []
+    for c in table.columns:
+        cols.append(f'"{c.name}"')
+        if c.name in exprs:
+            sel.append(f"({exprs[c.name]})")
+        elif c.name in have:
+            sel.append(f'"{c.name}"')
+        else:
+            sel.append("NULL")
+    if qualified in SPATIAL_TABLES and HEALPIX_COLUMN in have:
+        cols.append(HEALPIX_COLUMN)
+        sel.append(HEALPIX_COLUMN)
+    s, t = table.schema, table.name
+    con.register("_incoming", data)
+    try:
+        con.execute(f'INSERT INTO "{s}"."{t}" ({", ".join(cols)}) SELECT {", ".join(sel)} FROM _incoming'
+                    + (f" ORDER BY {order_by}" if order_by else ""))
+    finally:
+        con.unregister("_incoming")
+    return data.num_rows
+
+
+def resort_spatial(con, model, qualified: str) -> None:
+    """Restore HEALPix order after an append, keeping the table and its constraints."""
+    table = model.table(qualified)
+    s, t = table.schema, table.name
+    key = ", ".join(f'"{k}"' for k in table.primary_key)
+    con.execute(f'CREATE TEMP TABLE _resort AS SELECT * FROM "{s}"."{t}" ORDER BY {HEALPIX_COLUMN}'
+                + (f", {key}" if key else ""))
+    con.execute(f'DELETE FROM "{s}"."{t}"')
+    con.execute(f'INSERT INTO "{s}"."{t}" SELECT * FROM _resort')
+    con.execute("DROP TABLE _resort")
+
+
+def fetch_arrow(con, sql: str, params=None):
+    """Run a query and return an Arrow table (DuckDB renamed this call across versions)."""
+    rel = con.sql(sql, params=params) if params else con.sql(sql)
+    fetch = getattr(rel, "to_arrow_table", None) or getattr(rel, "arrow")
+    return fetch()

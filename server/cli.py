@@ -1,0 +1,114 @@
+"""The ``diavo`` command. Subcommands import their machinery lazily, so ``diavo --help`` works
+on a client-only install and a missing server extra is reported plainly."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DEMO_DIR = "diavo-demo"
+
+
+def _need_server_extra() -> None:
+    try:
+        import duckdb  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - exercised only on a client-only install
+        sys.exit(f"diavo: this command needs the server extra ({exc.name} is missing): "
+                 "pip install 'diavo[server]'")
+
+
+def _cmd_demo_build(args) -> int:
+    _need_server_extra()
+    from diavo.server.archive.demo.build import build_demo
+
+    out = build_demo(Path(args.dir), scale=args.scale, seed=args.seed, base_url=args.base_url,
+                     n_sources=args.n_sources, progress=not args.quiet)
+    print(json.dumps(out))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    """Build the default demo archive if it is missing (serving arrives with the TAP service)."""
+    _need_server_extra()
+    from diavo.server.archive.store import MANIFEST
+
+    root = Path(args.dir or os.environ.get("DIAVO_DEMO_DIR", DEFAULT_DEMO_DIR))
+    if (root / MANIFEST).exists():
+        print(f"demo archive ready in {root}")
+        return 0
+    from diavo.server.archive.demo.build import build_demo
+
+    out = build_demo(root, scale=args.scale, seed=args.seed)
+    print(f"demo archive built in {root}: {json.dumps(out)}")
+    return 0
+
+
+def _cmd_ingest(args) -> int:
+    _need_server_extra()
+    from diavo.server.archive.ingest import ingest
+
+    tables = []
+    for spec in args.table or []:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            sys.exit(f"diavo ingest: --table wants SCHEMA.TABLE=FILE, got {spec!r}")
+        tables.append((name, Path(path)))
+    out = ingest(Path(args.dir), images=[Path(p) for p in args.images or []], tables=tables,
+                 base_url=args.base_url, copy=not args.link)
+    print(json.dumps(out))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    _need_server_extra()
+    from diavo.server.archive.export import export_parquet
+
+    out = export_parquet(Path(args.dir), Path(args.parquet))
+    print(json.dumps({k: str(v) for k, v in out.items()}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diavo", description="TAP/SIA service and tools for Rubin-style difference images")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="build (and later serve) the demo archive")
+    demo.add_argument("--dir", help=f"archive directory (default $DIAVO_DEMO_DIR or ./{DEFAULT_DEMO_DIR})")
+    demo.add_argument("--scale", choices=["small", "dp1"], default="small")
+    demo.add_argument("--seed", type=int, default=42)
+    demo.set_defaults(func=_cmd_demo)
+    demo_sub = demo.add_subparsers(dest="demo_command")
+    b = demo_sub.add_parser("build", help="build a deterministic DP1-like demo archive into DIR")
+    b.add_argument("dir")
+    b.add_argument("--scale", choices=["small", "dp1"], default="small")
+    b.add_argument("--seed", type=int, default=42)
+    b.add_argument("--n-sources", type=int, default=None, help="aim for about this many DiaSources (benchmarks)")
+    b.add_argument("--base-url", default=None, help="public base URL written into ObsCore access_url")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=_cmd_demo_build)
+
+    ing = sub.add_parser("ingest", help="build or extend an archive from FITS images and tables")
+    ing.add_argument("dir")
+    ing.add_argument("--images", nargs="+", help="LSST-style difference-image FITS files")
+    ing.add_argument("--table", action="append", help="SCHEMA.TABLE=FILE (.parquet, .csv, .xml/.vot)")
+    ing.add_argument("--base-url", default=None)
+    ing.add_argument("--link", action="store_true", help="reference the FITS files in place instead of copying")
+    ing.set_defaults(func=_cmd_ingest)
+
+    ex = sub.add_parser("export", help="write the catalog tables as Parquet")
+    ex.add_argument("dir")
+    ex.add_argument("--parquet", required=True, help="output directory")
+    ex.set_defaults(func=_cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Code both sides of diavo use: instrument facts, mask planes, bands, dataset ids, PSF model."""
