@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_sub = demo.add_subparsers(dest="demo_command")
     b = demo_sub.add_parser("build", help="build a deterministic DP1-like demo archive into DIR")
     b.add_argument("dir")
-    b.add_argument("--scale", choices=["small", "dp1"], default="small")
-    b.add_argument("--seed", type=int, default=42)
+    # SUPPRESS: 'diavo demo --scale dp1 build DIR' keeps the scale given before 'build'.
+    b.add_argument("--scale", choices=["small", "dp1"], default=argparse.SUPPRESS)
+    b.add_argument("--seed", type=int, default=argparse.SUPPRESS)
     b.add_argument("--n-sources", type=int, default=None, help="aim for about this many DiaSources (benchmarks)")
     b.add_argument("--base-url", default=None, help="public base URL written into ObsCore access_url")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -107,7 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        # Bad input (a missing archive, an unreadable file, an unknown table): one line, no traceback.
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"diavo: {msg}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -89,7 +89,7 @@ def test_seed_query_matches_dp1(small_archive):
     con = store.connect(small_archive[0])
     hits = seed_query(con)
     assert 10 <= len(hits) <= 24, hits  # DP1 answers 16
-    assert hits[0][0] == 2024110800246  # the tutorial's first visit
+    assert hits[0] == (2024110800246, 2)  # the tutorial's first image
 
 
 def test_sources_lie_in_their_image_and_follow_its_wcs(small_archive):
@@ -214,3 +214,33 @@ def test_export_round_trips(small_archive, tmp_path):
     assert src.schema.field("psfFlux").metadata[b"unit"] == b"nJy"
     hpx = store.healpix_index(src["ra"].to_numpy(), src["dec"].to_numpy())
     assert np.all(np.diff(hpx) >= 0)  # HEALPix-ordered
+
+
+def test_diaobject_statistics_summarise_their_sources(small_archive):
+    con = store.connect(small_archive[0])
+    obj_id, n = con.execute("SELECT diaObjectId, nDiaSources FROM dp1.DiaObject ORDER BY nDiaSources DESC, diaObjectId LIMIT 1").fetchone()
+    assert n >= 5
+    src = con.execute("SELECT band, psfFlux, psfFluxErr, midpointMjdTai, ra, dec FROM dp1.DiaSource WHERE diaObjectId = ?",
+                      [obj_id]).fetchnumpy()
+    assert len(src["band"]) == n
+    band = src["band"][0]
+    sel = src["band"] == band
+    f = src["psfFlux"][sel].astype(float)
+    e = src["psfFluxErr"][sel].astype(float)
+    t = src["midpointMjdTai"][sel]
+    row = con.execute(
+        f"SELECT {band}_psfFluxMean, {band}_psfFluxMeanErr, {band}_psfFluxNdata, {band}_psfFluxMin, {band}_psfFluxMax, "
+        f"{band}_psfFluxPercentile50, {band}_psfFluxSigma, {band}_psfFluxChi2, {band}_psfFluxLinearSlope, ra, dec "
+        "FROM dp1.DiaObject WHERE diaObjectId = ?", [obj_id]).fetchone()
+    w = 1 / e**2
+    mean = np.sum(f * w) / np.sum(w)
+    assert row[0] == pytest.approx(mean, rel=1e-6)
+    assert row[1] == pytest.approx(np.sqrt(1 / np.sum(w)), rel=1e-6)
+    assert row[2] == sel.sum()
+    assert (row[3], row[4]) == pytest.approx((f.min(), f.max()), rel=1e-6)
+    assert row[5] == pytest.approx(np.percentile(f, 50), rel=1e-6)
+    assert row[6] == pytest.approx(np.std(f, ddof=1), rel=1e-6)
+    assert row[7] == pytest.approx(np.sum(((f - mean) / e) ** 2), rel=1e-6)
+    assert row[8] == pytest.approx(np.polyfit(t, f, 1)[0], rel=1e-4)
+    assert row[9] == pytest.approx(np.mean(src["ra"]), abs=1e-5)
+    assert row[10] == pytest.approx(np.mean(src["dec"]), abs=1e-5)

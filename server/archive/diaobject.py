@@ -9,7 +9,8 @@ from __future__ import annotations
 from diavo.shared.bands import BANDS
 
 #: Per-band statistic -> SQL over the per-source view ``s`` (f=psfFlux, e=psfFluxErr,
-#: sf=scienceFlux, se=scienceFluxErr, t=midpointMjdTai, wmean, n, slope_step).
+#: sf=scienceFlux, se=scienceFluxErr, t=midpointMjdTai, wmean, n, q = the 5/25/50/75/95
+#: percentiles computed in one pass, med = q[3], slope_step).
 BAND_STATS: dict[str, str] = {
     "psfFluxLinearSlope": "regr_slope(f, t)",
     "psfFluxLinearIntercept": "regr_intercept(f, t)",
@@ -23,11 +24,11 @@ BAND_STATS: dict[str, str] = {
     "scienceFluxMeanErr": "sqrt(1 / sum(1 / (se * se)))",
     "psfFluxMin": "min(f)",
     "psfFluxMax": "max(f)",
-    "psfFluxPercentile05": "quantile_cont(f, 0.05)",
-    "psfFluxPercentile25": "quantile_cont(f, 0.25)",
-    "psfFluxPercentile50": "quantile_cont(f, 0.50)",
-    "psfFluxPercentile75": "quantile_cont(f, 0.75)",
-    "psfFluxPercentile95": "quantile_cont(f, 0.95)",
+    "psfFluxPercentile05": "any_value(q[1])",
+    "psfFluxPercentile25": "any_value(q[2])",
+    "psfFluxPercentile50": "any_value(q[3])",
+    "psfFluxPercentile75": "any_value(q[4])",
+    "psfFluxPercentile95": "any_value(q[5])",
     "psfFluxSigma": "stddev_samp(f)",
     "scienceFluxSigma": "stddev_samp(sf)",
     "psfFluxSkew": "skewness(f)",
@@ -51,10 +52,11 @@ WITH s0 AS (
     FROM {source_table}
 ), w AS (
     SELECT diaObjectId, band, sum(f / (e * e)) / sum(1 / (e * e)) AS wmean,
-           sqrt(1 / sum(1 / (e * e))) AS wmeanerr, median(f) AS med, count(*) AS n
+           sqrt(1 / sum(1 / (e * e))) AS wmeanerr, count(*) AS n,
+           quantile_cont(f, [0.05, 0.25, 0.5, 0.75, 0.95]) AS q
     FROM s0 GROUP BY diaObjectId, band
 ), s AS (
-    SELECT s0.*, w.wmean, w.wmeanerr, w.med, w.n,
+    SELECT s0.*, w.wmean, w.wmeanerr, w.q, w.q[3] AS med, w.n,
            (f - lag(f) OVER win) / (t - lag(t) OVER win) AS slope_step,
            CASE WHEN w.n > 1 THEN (w.n / (w.n - 1.0)) * ((f - w.wmean) / e) ^ 2 END AS d2
     FROM s0 JOIN w USING (diaObjectId, band)

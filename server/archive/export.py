@@ -16,9 +16,9 @@ def export_parquet(root: Path, out: Path, row_group_size: int = 122_880) -> dict
     from diavo.server.archive.model import load_model
 
     model = load_model()
+    con = store.connect(root, read_only=True)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    con = store.connect(root, read_only=True)
     try:
         for schema in ("ivoa", "dp1"):
             for table in (t for t in model.tables() if t.schema == schema):

@@ -33,8 +33,8 @@ def _card(hdr, *names, required=True):
     return None
 
 
-def spec_from_fits(path: Path) -> tuple[ImageSpec, object]:
-    """An ImageSpec describing a FITS difference image, and its astropy WCS."""
+def spec_from_fits(path: Path) -> tuple[ImageSpec, object, str | None]:
+    """An ImageSpec describing a FITS difference image, its astropy WCS and target name."""
     from astropy.io import fits
     from astropy.wcs import WCS
 
@@ -44,6 +44,7 @@ def spec_from_fits(path: Path) -> tuple[ImageSpec, object]:
             if ext not in names:
                 raise IngestError(f"{path.name}: no {ext} extension (found {names})")
         hdr = hdul[0].header
+        target = hdr.get("OBJECT") or None
         img = hdul["IMAGE"].header
         wcs = WCS(img)
         if not wcs.has_celestial:
@@ -82,7 +83,7 @@ def spec_from_fits(path: Path) -> tuple[ImageSpec, object]:
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise IngestError(f"{ctx}{exc}") from exc
-    return spec, wcs
+    return spec, wcs, target
 
 
 def _follows_layout(spec: ImageSpec, wcs) -> bool:
@@ -139,8 +140,9 @@ def ingest(root: Path, images: list[Path] = (), tables: list[tuple[str, Path]] =
     try:
         rows, recs = [], []
         for path in images:
-            spec, wcs = spec_from_fits(Path(path))
-            row = obscore_row(spec, base_url=base_url, wcs=None if _follows_layout(spec, wcs) else wcs)
+            spec, wcs, target = spec_from_fits(Path(path))
+            row = obscore_row(spec, base_url=base_url, field=target,
+                              wcs=None if _follows_layout(spec, wcs) else wcs)
             if copy:
                 dest = Path(store.IMAGES_DIR) / f"{spec.visit}_{spec.detector}.fits"
                 (root / store.IMAGES_DIR).mkdir(exist_ok=True)
@@ -149,7 +151,7 @@ def ingest(root: Path, images: list[Path] = (), tables: list[tuple[str, Path]] =
             else:
                 stored = str(Path(path).resolve())
             rec = spec.to_record()
-            rec.update(kind="fits", path=stored, field=None)
+            rec.update(kind="fits", path=stored, field=target)
             con.execute('DELETE FROM ivoa."ObsCore" WHERE lsst_visit = ? AND lsst_detector = ?', [spec.visit, spec.detector])
             con.execute("DELETE FROM diavo.image WHERE visit = ? AND detector = ?", [spec.visit, spec.detector])
             rows.append(row)

@@ -95,6 +95,9 @@ def create_catalog(root: Path, model):
     con = connect(root, read_only=False)
     # One thread while writing keeps row-group layout, and so the file, reproducible.
     con.execute("SET threads TO 1")
+    # Large builds spill to disk rather than grow past the benchmark's memory budget.
+    con.execute("SET memory_limit = '1500MB'")
+    con.execute("SET preserve_insertion_order = true")
     for stmt in duckdb_ddl(model, schemas=["ivoa", "dp1"]):
         con.execute(stmt)
     for qualified in SPATIAL_TABLES:

@@ -39,6 +39,12 @@ TUTORIAL_NIGHT = 20241108
 TUTORIAL_SEQ = 246
 TUTORIAL_START_TAI = "2024-11-09T06:12:56"
 TUTORIAL_VISITS = 30
+#: The tutorial's first image: visit 2024110800246, detector 2, whose WCS has this sky origin
+#: (its boresight); the demo points that visit there and turns the camera so that the tutorial's
+#: position (RA 53.125, Dec -27.740) falls on detector 2 too.
+TUTORIAL_BORESIGHT = (53.3274246637, -28.0723466054)
+TUTORIAL_POSITION = (53.125, -27.740)
+TUTORIAL_DETECTOR = 2
 
 
 @dataclass(frozen=True)
@@ -116,25 +122,36 @@ def _night_window(d: date) -> tuple[float, float]:
     return m + 0.5 / 24 + 0.0, m + 8.7 / 24
 
 
-def _night_blocks(rng: np.random.Generator, d: date, target: int) -> list[Block]:
+def _night_blocks(rng: np.random.Generator, d: date, target: int, done: dict[str, int]) -> list[Block]:
+    """Blocks of dithered visits spread over the night, each on a field well above the horizon.
+
+    Fields observed less so far are preferred, so all seven fields gather visits over the run.
+    """
     t, t_end = _night_window(d)
-    t += rng.uniform(0, 1.0) / 24
+    n_blocks = max(1, round(target / 9.5))
+    slack = max(0.0, (t_end - t) - target * CADENCE_S / 86400) / n_blocks
+    t += rng.uniform(0, 0.5) * slack
     blocks: list[Block] = []
     total = 0
     names = list(FIELDS)
     band_p = np.array([0.10, 0.2, 0.22, 0.22, 0.14, 0.12])
+    ra = np.array([FIELDS[n][0] for n in names])
+    dec = np.array([FIELDS[n][1] for n in names])
     while total < target and t < t_end - 0.5 / 24:
-        ra = np.array([FIELDS[n][0] for n in names])
-        dec = np.array([FIELDS[n][1] for n in names])
         alt, _, _ = horizontal(ra, dec, t + 0.1 / 24)
         ok = [n for n, a in zip(names, alt) if a > 40]
-        field = str(rng.choice(ok)) if ok else names[int(np.argmax(alt))]
+        if ok:
+            w = np.array([1.0 / (1 + done.get(n, 0)) for n in ok])
+            field = str(rng.choice(ok, p=w / w.sum()))
+        else:
+            field = names[int(np.argmax(alt))]
         band = str(rng.choice(BANDS, p=band_p))
-        n = int(rng.integers(4, 16))
-        n = min(n, target - total) if target - total >= 4 else n
+        n = int(rng.integers(5, 15))
+        n = min(n, target - total) if target - total >= 5 else n
         blocks.append(Block(field, band, t, n))
+        done[field] = done.get(field, 0) + n
         total += n
-        t += n * CADENCE_S / 86400 + rng.uniform(5, 45) / 1440
+        t += n * CADENCE_S / 86400 + rng.uniform(0.3, 1.7) * slack
     return blocks
 
 
@@ -142,7 +159,23 @@ def _pinned_tutorial_block() -> Block:
     return Block("ECDFS", "r", isot_to_mjd(TUTORIAL_START_TAI), TUTORIAL_VISITS)
 
 
-def _visits_of_night(rng: np.random.Generator, d: date, blocks: list[Block]) -> list[VisitPlan]:
+def _tutorial_rotation() -> float:
+    """Sky rotation that puts the tutorial position on the centre line of detector 2.
+
+    With CD = s * flip * R(theta), focal-plane vectors turn by -theta as theta grows, so the
+    rotation is the angle between the position's unrotated focal vector and the detector's.
+    """
+    from diavo.server.archive.images.spec import sky_to_tangent
+    from diavo.shared.camera import CCD_HEIGHT, CCD_WIDTH, detector_layout
+
+    xi, eta = sky_to_tangent(*TUTORIAL_POSITION, *TUTORIAL_BORESIGHT)
+    lay = detector_layout(TUTORIAL_DETECTOR)
+    target = np.arctan2(lay.y0 + CCD_HEIGHT / 2, lay.x0 + CCD_WIDTH / 2)
+    unrotated = np.arctan2(eta, -xi)
+    return float(np.rad2deg(unrotated - target) % 360.0)
+
+
+def _visits_of_night(rng: np.random.Generator, d: date, blocks: list[Block], seed: int) -> list[VisitPlan]:
     """Lay out the visits of one night; sequence numbers count up with gaps between blocks."""
     day_obs = day_obs_int(d)
     blocks = sorted(blocks, key=lambda b: b.start_mjd_tai)
@@ -161,14 +194,19 @@ def _visits_of_night(rng: np.random.Generator, d: date, blocks: list[Block]) -> 
             continue
         c_ra, c_dec = FIELDS[b.field]
         for k, s in enumerate(ss):
-            r = DITHER_RADIUS_DEG * np.sqrt(rng.uniform())
-            th = rng.uniform(0, 2 * np.pi)
+            # Pointing drawn per visit id, so a visit points alike at every scale.
+            vrng = np.random.default_rng(np.random.SeedSequence([seed, 8, day_obs * 100000 + s]))
+            r = DITHER_RADIUS_DEG * np.sqrt(vrng.uniform())
+            th = vrng.uniform(0, 2 * np.pi)
             dec = c_dec + r * np.sin(th)
             ra = (c_ra + r * np.cos(th) / np.cos(np.deg2rad(dec))) % 360.0
+            rot = vrng.uniform(0, 360)
+            if day_obs == TUTORIAL_NIGHT and s == TUTORIAL_SEQ:
+                (ra, dec), rot = TUTORIAL_BORESIGHT, _tutorial_rotation()
             out.append(VisitPlan(
                 visit=day_obs * 100000 + s, day_obs=day_obs, seq=s, field=b.field, band=b.band,
                 physical_filter=PHYSICAL_FILTER[b.band], ra=float(ra), dec=float(dec),
-                rotation_deg=float(rng.uniform(0, 360)),
+                rotation_deg=float(rot),
                 obs_start_mjd_tai=b.start_mjd_tai + k * CADENCE_S / 86400,
                 exp_time=EXPOSURE_S,
             ))
@@ -184,25 +222,26 @@ def plan_visits(scale: str, seed: int) -> list[VisitPlan]:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     nights = [FIRST_NIGHT + timedelta(days=i) for i in range((LAST_NIGHT - FIRST_NIGHT).days + 1)]
     skipped = nights[1 + int(rng.integers(0, len(nights) - 2))]
-    nights = [n for n in nights if n != skipped and day_obs_int(n) != TUTORIAL_NIGHT] 
+    nights = [n for n in nights if n != skipped and day_obs_int(n) != TUTORIAL_NIGHT]
     visits: list[VisitPlan] = []
+    done: dict[str, int] = {}
     if scale == "dp1":
-        for d in nights + [date(2024, 11, 8)]:
-            blocks = _night_blocks(rng, d, int(rng.integers(28, 47)))
+        for d in sorted(nights + [date(2024, 11, 8)]):
+            blocks = _night_blocks(rng, d, int(rng.integers(30, 47)), done)
             if day_obs_int(d) == TUTORIAL_NIGHT:
                 pin = _pinned_tutorial_block()
                 end = pin.start_mjd_tai + pin.n_visits * CADENCE_S / 86400
                 blocks = [b for b in blocks
                           if b.start_mjd_tai + b.n_visits * CADENCE_S / 86400 < pin.start_mjd_tai - 0.003
                           or b.start_mjd_tai > end + 0.003] + [pin]
-            visits += _visits_of_night(rng, d, blocks)
+            visits += _visits_of_night(rng, d, blocks, seed)
     elif scale == "small":
         t1 = _night_window(date(2024, 11, 8))[0]
         visits += _visits_of_night(rng, date(2024, 11, 8), [
-            Block("EDFS", "g", t1 + 0.03, 4), _pinned_tutorial_block()])
+            Block("EDFS", "g", t1 + 0.03, 4), _pinned_tutorial_block()], seed)
         for d, field, band in ((date(2024, 11, 27), "Fornax_dSph", "i"), (date(2024, 12, 3), "ECDFS", "z")):
             t0 = _night_window(d)[0] + 0.1
-            visits += _visits_of_night(rng, d, [Block(field, band, t0, 3)])
+            visits += _visits_of_night(rng, d, [Block(field, band, t0, 3)], seed)
     else:
         raise ValueError(f"unknown scale {scale!r}: use 'small' or 'dp1'")
     visits.sort(key=lambda v: v.obs_start_mjd_tai)

@@ -57,7 +57,8 @@ class ImageStore:
         if row["kind"] == "fits" and region is None:
             return (self.root / row["path"]).read_bytes()
         spec, planes = self.planes(visit, detector, region)
-        return exposure_bytes(spec, planes)
+        extra = [("OBJECT", row["field"], "observed field")] if row.get("field") else []
+        return exposure_bytes(spec, planes, extra_cards=extra)
 
     @staticmethod
     def _read_file(path: Path, spec: ImageSpec, region) -> Planes:
