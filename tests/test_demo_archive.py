@@ -244,3 +244,14 @@ def test_diaobject_statistics_summarise_their_sources(small_archive):
     assert row[8] == pytest.approx(np.polyfit(t, f, 1)[0], rel=1e-4)
     assert row[9] == pytest.approx(np.mean(src["ra"]), abs=1e-5)
     assert row[10] == pytest.approx(np.mean(src["dec"]), abs=1e-5)
+
+
+def test_image_sources_lookup_equals_full_scan(small_archive):
+    """The HEALPix-narrowed lookup the pixel path uses misses no DiaSource of any image."""
+    root = small_archive[0]
+    images = ImageStore(root)
+    con = store.connect(root)
+    full = con.execute("SELECT visit, detector, list(diaSourceId ORDER BY diaSourceId) FROM dp1.DiaSource GROUP BY ALL").fetchall()
+    assert len(full) > 300
+    for visit, detector, ids in full:
+        assert list(images.sources(visit, detector).ids) == ids, (visit, detector)

@@ -14,6 +14,7 @@ from diavo.server.archive import store
 from diavo.server.archive.images.fitsio import exposure_bytes
 from diavo.server.archive.images.spec import ImageSpec
 from diavo.server.archive.images.synth import Planes, SourceList, render
+from diavo.server.archive.obscore import great_circle_deg
 
 _SPEC_FIELDS = [f for f in ImageSpec.__dataclass_fields__ if f not in ("psf", "extra")]
 
@@ -39,10 +40,14 @@ class ImageStore:
     def spec(self, visit: int, detector: int) -> ImageSpec:
         return ImageSpec.from_record(self._row(visit, detector))
 
-    def sources(self, visit: int, detector: int) -> SourceList:
+    def sources(self, visit: int, detector: int, spec: ImageSpec | None = None) -> SourceList:
+        """The image's DiaSources. A HEALPix interval around the CCD lets DuckDB read only the
+        few row groups of the HEALPix-ordered table that can hold them."""
+        spec = spec or self.spec(visit, detector)
+        lo, hi = self._healpix_span(spec)
         t = self._con.execute(
-            'SELECT x, y, psfFlux, diaSourceId FROM dp1."DiaSource" WHERE visit = ? AND detector = ? '
-            "ORDER BY diaSourceId", [int(visit), int(detector)]).fetchnumpy()
+            f'SELECT x, y, psfFlux, diaSourceId FROM dp1."DiaSource" WHERE {store.HEALPIX_COLUMN} BETWEEN ? AND ? '
+            "AND visit = ? AND detector = ? ORDER BY diaSourceId", [lo, hi, int(visit), int(detector)]).fetchnumpy()
         return SourceList(x=t["x"], y=t["y"], flux=t["psfFlux"], ids=t["diaSourceId"])
 
     def planes(self, visit: int, detector: int, region=None) -> tuple[ImageSpec, Planes]:
@@ -50,7 +55,7 @@ class ImageStore:
         spec = ImageSpec.from_record(row)
         if row["kind"] == "fits":
             return spec, self._read_file(self.root / row["path"], spec, region)
-        return spec, render(spec, self.sources(visit, detector), region)
+        return spec, render(spec, self.sources(visit, detector, spec), region)
 
     def fits_bytes(self, visit: int, detector: int, region=None) -> bytes:
         row = self._row(visit, detector)
@@ -59,6 +64,22 @@ class ImageStore:
         spec, planes = self.planes(visit, detector, region)
         extra = [("OBJECT", row["field"], "observed field")] if row.get("field") else []
         return exposure_bytes(spec, planes, extra_cards=extra)
+
+    @staticmethod
+    def _healpix_span(spec: ImageSpec) -> tuple[int, int]:
+        """Smallest interval of depth-16 nested indices covering a cone around the CCD."""
+        import astropy.units as u
+        from astropy.coordinates import Latitude, Longitude
+        from cdshealpix.nested import cone_search
+
+        cra, cdec = spec.pixel_to_sky(spec.width / 2, spec.height / 2)
+        kra, kdec = spec.corners_sky()
+        radius = float(np.max(great_circle_deg(cra, cdec, kra, kdec))) + 0.01
+        depth = 10
+        cells, _, _ = cone_search(Longitude(float(cra), u.deg), Latitude(float(cdec), u.deg),
+                                  radius * u.deg, depth, flat=True)
+        shift = 2 * (store.HEALPIX_DEPTH - depth)
+        return int(cells.min()) << shift, ((int(cells.max()) + 1) << shift) - 1
 
     @staticmethod
     def _read_file(path: Path, spec: ImageSpec, region) -> Planes:
