@@ -27,6 +27,7 @@ HEALPIX_COLUMN = "_healpix"
 #: Tables stored in HEALPix order, with the columns that give their position.
 SPATIAL_TABLES = {"dp1.DiaSource": ("ra", "dec"), "dp1.DiaObject": ("ra", "dec")}
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+READ_CONFIG = {"enable_external_access": False}
 
 IMAGE_TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS diavo.image (
@@ -78,9 +79,13 @@ def connect(root: Path, read_only: bool = True):
     import duckdb
 
     path = Path(root) / CATALOG
-    if read_only and not path.exists():
+    if not read_only:
+        return duckdb.connect(str(path))
+    if not path.exists():
         raise FileNotFoundError(f"no archive at {root} (missing {CATALOG}); build one with 'diavo demo build'")
-    return duckdb.connect(str(path), read_only=read_only)
+    # One configuration for every reader in a process (DuckDB refuses a second handle on the same
+    # file with another one). Reading needs no file system access beyond the catalog itself.
+    return duckdb.connect(str(path), read_only=True, config=READ_CONFIG)
 
 
 def create_catalog(root: Path, model):

@@ -1,0 +1,1 @@
+"""Engines run translated queries. Each sits behind the narrow interface of ``base``."""

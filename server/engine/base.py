@@ -1,0 +1,74 @@
+"""The one interface every engine implements: take translated SQL and limits, give columns.
+
+A second engine (PostgreSQL with pgSphere, Spark SQL) adds an SQL emitter for the ADQL front end
+and an adapter implementing ``Engine``; nothing above this layer changes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class EngineError(RuntimeError):
+    """The engine could not run the query (after the ADQL front end accepted it)."""
+
+
+class QueryTimeout(EngineError):
+    """The query ran past its execution-duration limit and was interrupted."""
+
+
+class QueryAborted(EngineError):
+    """The query was interrupted at a caller's request (UWS PHASE=ABORT)."""
+
+
+@dataclass(frozen=True)
+class EngineQuery:
+    """SQL in the engine's dialect, its bound parameters and the output columns' metadata."""
+
+    sql: str
+    params: tuple = ()
+    columns: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limits:
+    #: Rows the caller wants at most; None means no cap. The engine reads one row more to tell
+    #: an exact fit from an overflow.
+    maxrec: int | None = None
+    timeout_s: float = 60.0
+    batch_rows: int = 65_536
+
+
+@dataclass
+class ResultSet:
+    table: Any  # pyarrow.Table
+    columns: list[dict]
+    overflow: bool
+    elapsed_s: float
+    stats: dict = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    name: str
+
+    def execute(self, query: EngineQuery, limits: Limits, cancel: "Cancel | None" = None) -> ResultSet: ...
+
+    def close(self) -> None: ...
+
+
+class Cancel:
+    """A handle a job runner keeps to interrupt a running query from another thread."""
+
+    def __init__(self) -> None:
+        self._hooks: list = []
+        self.cancelled = False
+
+    def bind(self, hook) -> None:
+        self._hooks.append(hook)
+        if self.cancelled:
+            hook()
+
+    def __call__(self) -> None:
+        self.cancelled = True
+        for hook in list(self._hooks):
+            hook()

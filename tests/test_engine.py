@@ -1,0 +1,66 @@
+"""The DuckDB engine adapter on a real catalog file: limits, overflow, timeout, abort, lock-down."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from diavo.server.archive import store
+from diavo.server.engine.base import Cancel, EngineError, EngineQuery, Limits, QueryAborted, QueryTimeout
+from diavo.server.engine.duckdb_engine import DuckDBEngine
+
+SLOW = "SELECT count(*) FROM range(20000000000) a"
+
+
+@pytest.fixture(scope="module")
+def engine(small_archive):
+    e = DuckDBEngine(small_archive[0])
+    yield e
+    e.close()
+
+
+def test_rows_and_overflow(engine, small_archive):
+    con = store.connect(small_archive[0])
+    n = con.execute("SELECT count(*) FROM dp1.DiaSource WHERE visit = 2024110800246 AND detector = 2").fetchone()[0]
+    q = EngineQuery('SELECT "diaSourceId", "x", "y" FROM "dp1"."DiaSource" WHERE "visit" = ? AND "detector" = ?',
+                    (2024110800246, 2))
+    exact = engine.execute(q, Limits(maxrec=n))
+    assert exact.table.num_rows == n and not exact.overflow
+    cut = engine.execute(q, Limits(maxrec=n - 1))
+    assert cut.table.num_rows == n - 1 and cut.overflow
+    free = engine.execute(q, Limits(maxrec=None))
+    assert free.table.num_rows == n and not free.overflow
+    assert free.table.column_names == ["diaSourceId", "x", "y"]
+
+
+def test_maxrec_zero_gives_the_columns_only(engine):
+    r = engine.execute(EngineQuery('SELECT * FROM "dp1"."Visit"'), Limits(maxrec=0))
+    assert r.table.num_rows == 0 and r.overflow
+    assert "visit" in r.table.column_names
+
+
+def test_timeout_interrupts(engine):
+    t0 = time.perf_counter()
+    with pytest.raises(QueryTimeout, match="execution duration"):
+        engine.execute(EngineQuery(SLOW), Limits(timeout_s=0.3))
+    assert time.perf_counter() - t0 < 5
+
+
+def test_abort_from_another_thread(engine):
+    cancel = Cancel()
+    threading.Timer(0.3, cancel).start()
+    with pytest.raises(QueryAborted):
+        engine.execute(EngineQuery(SLOW), Limits(timeout_s=60), cancel=cancel)
+
+
+@pytest.mark.parametrize("sql", [
+    "CREATE TABLE x AS SELECT 1",
+    'DELETE FROM "dp1"."Visit"',
+    "SET enable_external_access = true",
+    "SELECT * FROM read_csv('/etc/hostname')",
+    "COPY \"dp1\".\"Visit\" TO 'stolen.csv'",
+])
+def test_engine_connection_is_locked_down(engine, sql):
+    with pytest.raises(EngineError):
+        engine.execute(EngineQuery(sql), Limits())
