@@ -71,6 +71,82 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _query_text(value: str) -> str:
+    return sys.stdin.read() if value == "-" else value
+
+
+def _cmd_adql_check(args) -> int:
+    """Syntax only: no archive, no table lookups."""
+    from diavo.server.adql.errors import ADQLError
+    from diavo.server.adql.parser import parse
+
+    try:
+        parse(_query_text(args.query))
+    except ADQLError as exc:
+        print(f"invalid ADQL: {exc}", file=sys.stderr)
+        return 1
+    print("valid ADQL 2.1")
+    return 0
+
+
+def _cmd_adql_translate(args) -> int:
+    _need_server_extra()
+    from diavo.server.adql.errors import ADQLError
+    from diavo.server.adql.to_duckdb import translate
+    from diavo.server.archive.model import load_model
+
+    try:
+        t = translate(_query_text(args.query), load_model())
+    except ADQLError as exc:
+        print(f"invalid ADQL: {exc}", file=sys.stderr)
+        return 1
+    print(t.sql)
+    if t.params:
+        print(f"-- parameters: {t.params!r}")
+    return 0
+
+
+def _cmd_adql_run(args) -> int:
+    _need_server_extra()
+    from diavo.server.adql.errors import ADQLError
+    from diavo.server.engine.base import EngineError, Limits
+    from diavo.server.query.executor import open_service
+
+    service = open_service(Path(args.archive))
+    try:
+        result = service.run(_query_text(args.query), Limits(maxrec=args.maxrec, timeout_s=args.timeout))
+    except ADQLError as exc:
+        print(f"invalid ADQL: {exc}", file=sys.stderr)
+        return 1
+    except EngineError as exc:
+        print(f"query failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        service.engine.close()
+    _print_table(result)
+    return 0
+
+
+def _print_table(result) -> None:
+    from astropy.table import Table
+
+    cols = {}
+    for name, col in zip(result.table.column_names, result.table.columns):
+        values = col.to_pylist()
+        cols[name] = values
+    table = Table(cols) if cols and result.table.num_rows else Table(names=result.table.column_names)
+    for meta in result.columns:
+        name = meta.get("name")
+        if name in table.colnames and meta.get("unit"):
+            try:
+                table[name].unit = meta["unit"]
+            except ValueError:
+                pass
+    table.pprint(max_lines=-1, max_width=-1)
+    note = " (truncated at MAXREC)" if result.overflow else ""
+    print(f"-- {result.table.num_rows} row(s){note} in {result.elapsed_s * 1000:.1f} ms")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diavo", description="TAP/SIA service and tools for Rubin-style difference images")
     sub = p.add_subparsers(dest="command", required=True)
@@ -98,6 +174,22 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--base-url", default=None)
     ing.add_argument("--link", action="store_true", help="reference the FITS files in place instead of copying")
     ing.set_defaults(func=_cmd_ingest)
+
+    adql = sub.add_parser("adql", help="check, translate or run ADQL 2.1 queries")
+    adql_sub = adql.add_subparsers(dest="adql_command", required=True)
+    chk = adql_sub.add_parser("check", help="exit 0 if the query is valid ADQL 2.1 syntax, 1 with the position if not")
+    chk.add_argument("query", help="the query, or - to read it from standard input")
+    chk.set_defaults(func=_cmd_adql_check)
+    tr = adql_sub.add_parser("translate", help="print the engine SQL for a query")
+    tr.add_argument("query", help="the query, or - for standard input")
+    tr.add_argument("--archive", help="archive directory (the data model is the same for every archive)")
+    tr.set_defaults(func=_cmd_adql_translate)
+    run = adql_sub.add_parser("run", help="run a query on an archive and print the result")
+    run.add_argument("query", help="the query, or - for standard input")
+    run.add_argument("--archive", required=True)
+    run.add_argument("--maxrec", type=int, default=1000)
+    run.add_argument("--timeout", type=float, default=60.0, help="seconds")
+    run.set_defaults(func=_cmd_adql_run)
 
     ex = sub.add_parser("export", help="write the catalog tables as Parquet")
     ex.add_argument("dir")

@@ -27,12 +27,11 @@ class DuckDBEngine:
         self._duckdb = duckdb
 
     def _cursor(self):
+        from diavo.server.adql import functions, geometry
+
         cur = self._db.cursor()
-        try:
-            from diavo.server.adql import geometry
-        except ImportError:  # pragma: no cover - the geometry module ships with the server
-            return cur
         geometry.register(cur)
+        functions.register(cur)
         return cur
 
     def execute(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None) -> ResultSet:

@@ -1,0 +1,326 @@
+"""The typed syntax tree of an ADQL 2.1 query: frozen dataclasses built by parser.py.
+
+Every node carries the 1-based ``line`` and ``column`` where it starts (keyword-only, ignored by
+equality), so later stages can point at the spot in error messages. Names keep whether they were
+delimited: regular identifiers compare case-insensitively, delimited ones exactly (ADQL 2.1 §2.1.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from typing import Union
+
+__all__ = [
+    "Between", "BinaryOp", "BoolOp", "CTE", "Case", "Cast", "ColumnRef", "Comparison", "Condition",
+    "DerivedTable", "Exists", "Expr", "FromItem", "FunctionCall", "GeometryCall", "InList",
+    "InSubquery", "IsNull", "Join", "Like", "Literal", "Name", "Node", "Not", "OrderItem", "Query",
+    "QueryExpr", "ScalarSubquery", "Select", "SelectItem", "SetOp", "StarItem", "Subquery",
+    "TableRef", "Unary", "children", "walk",
+]
+
+
+@dataclass(frozen=True)
+class Node:
+    line: int = field(default=0, kw_only=True, compare=False, repr=False)
+    column: int = field(default=0, kw_only=True, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Name(Node):
+    """An identifier as written: ``text`` without quotes, ``delimited`` when it was "quoted"."""
+
+    text: str
+    delimited: bool = False
+
+    def matches(self, name: str) -> bool:
+        return self.text == name if self.delimited else self.text.lower() == name.lower()
+
+    @property
+    def key(self) -> str:
+        """A form for dictionaries of user-defined names (aliases, CTE names)."""
+        return self.text if self.delimited else self.text.lower()
+
+    def __str__(self) -> str:
+        return '"' + self.text.replace('"', '""') + '"' if self.delimited else self.text
+
+
+def dotted(parts: tuple[Name, ...]) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+# ---------------------------------------------------------------- value expressions
+
+@dataclass(frozen=True)
+class Literal(Node):
+    """``kind``: integer, real, string, hex or null; ``text`` is the literal as written."""
+
+    value: object
+    kind: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class ColumnRef(Node):
+    parts: tuple[Name, ...]
+
+    @property
+    def name(self) -> Name:
+        return self.parts[-1]
+
+    @property
+    def qualifier(self) -> tuple[Name, ...]:
+        return self.parts[:-1]
+
+    def __str__(self) -> str:
+        return dotted(self.parts)
+
+
+@dataclass(frozen=True)
+class Unary(Node):
+    op: str  # '-', '+', '~'
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class BinaryOp(Node):
+    op: str  # + - * / || & | ^
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class FunctionCall(Node):
+    """Math, trigonometric, aggregate, string, COALESCE, IN_UNIT and user-defined functions.
+
+    ``name`` is upper case for ADQL functions and as written (lower-cased) for UDFs; ``star`` marks
+    COUNT(*); ``quantifier`` is DISTINCT or ALL inside an aggregate.
+    """
+
+    name: str
+    args: tuple[Expr, ...] = ()
+    quantifier: str | None = None
+    star: bool = False
+    udf: bool = False
+
+
+@dataclass(frozen=True)
+class GeometryCall(Node):
+    """POINT, CIRCLE, BOX, POLYGON, REGION, CENTROID, AREA, COORD1, COORD2, COORDSYS, DISTANCE,
+    CONTAINS, INTERSECTS; ``coordsys`` is the optional first string (or NULL) of the constructors."""
+
+    name: str
+    args: tuple[Expr, ...]
+    coordsys: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Cast(Node):
+    operand: Expr
+    target: str  # SMALLINT INTEGER BIGINT REAL DOUBLE PRECISION CHAR VARCHAR TIMESTAMP POINT CIRCLE POLYGON
+    length: int | None = None
+
+
+@dataclass(frozen=True)
+class Case(Node):
+    """Simple CASE (``operand`` set, ``whens`` of values) or searched CASE (``whens`` of conditions)."""
+
+    operand: Expr | None
+    whens: tuple[tuple[Union[Expr, Condition], Expr], ...]
+    else_: Expr | None = None
+
+
+@dataclass(frozen=True)
+class ScalarSubquery(Node):
+    query: QueryExpr
+
+
+Subquery = ScalarSubquery
+
+Expr = Union[Literal, ColumnRef, Unary, BinaryOp, FunctionCall, GeometryCall, Cast, Case, ScalarSubquery]
+
+
+# ---------------------------------------------------------------- conditions
+
+@dataclass(frozen=True)
+class Comparison(Node):
+    op: str  # = <> < > <= >=
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class BoolOp(Node):
+    op: str  # AND, OR
+    left: Condition
+    right: Condition
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    operand: Condition
+
+
+@dataclass(frozen=True)
+class Between(Node):
+    operand: Expr
+    low: Expr
+    high: Expr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class InList(Node):
+    operand: Expr
+    items: tuple[Expr, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class InSubquery(Node):
+    operand: Expr
+    query: QueryExpr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Like(Node):
+    operand: Expr
+    pattern: Expr
+    negated: bool = False
+    case_insensitive: bool = False  # ILIKE
+
+
+@dataclass(frozen=True)
+class IsNull(Node):
+    operand: Expr
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Exists(Node):
+    query: QueryExpr
+
+
+Condition = Union[Comparison, BoolOp, Not, Between, InList, InSubquery, Like, IsNull, Exists]
+
+
+# ---------------------------------------------------------------- FROM
+
+@dataclass(frozen=True)
+class TableRef(Node):
+    parts: tuple[Name, ...]  # [catalog.][schema.]table
+    alias: Name | None = None
+
+    def __str__(self) -> str:
+        return dotted(self.parts)
+
+
+@dataclass(frozen=True)
+class DerivedTable(Node):
+    query: QueryExpr
+    alias: Name
+
+
+@dataclass(frozen=True)
+class Join(Node):
+    left: FromItem
+    right: FromItem
+    kind: str = "INNER"  # INNER LEFT RIGHT FULL
+    natural: bool = False
+    condition: Condition | None = None
+    using: tuple[Name, ...] | None = None
+
+
+FromItem = Union[TableRef, DerivedTable, Join]
+
+
+# ---------------------------------------------------------------- queries
+
+@dataclass(frozen=True)
+class SelectItem(Node):
+    expr: Expr
+    alias: Name | None = None
+
+
+@dataclass(frozen=True)
+class StarItem(Node):
+    """``*`` (no qualifier) or ``qualifier.*``."""
+
+    qualifier: tuple[Name, ...] | None = None
+
+
+@dataclass(frozen=True)
+class OrderItem(Node):
+    expr: Expr
+    descending: bool = False
+    position: int | None = None  # ORDER BY 2: the 1-based select-list position
+
+
+@dataclass(frozen=True)
+class Select(Node):
+    items: tuple[Union[SelectItem, StarItem], ...]
+    from_: tuple[FromItem, ...]
+    quantifier: str | None = None  # DISTINCT or ALL
+    top: int | None = None
+    where: Condition | None = None
+    group_by: tuple[Expr, ...] = ()
+    having: Condition | None = None
+
+
+@dataclass(frozen=True)
+class SetOp(Node):
+    op: str  # UNION EXCEPT INTERSECT
+    left: Union[Select, SetOp, QueryExpr]
+    right: Union[Select, SetOp, QueryExpr]
+    all: bool = False
+
+
+@dataclass(frozen=True)
+class QueryExpr(Node):
+    """A <select_expression>: a SELECT or set operation with its ORDER BY and OFFSET."""
+
+    body: Union[Select, SetOp, QueryExpr]
+    order_by: tuple[OrderItem, ...] = ()
+    offset: int | None = None
+
+
+@dataclass(frozen=True)
+class CTE(Node):
+    name: Name
+    query: QueryExpr
+
+
+@dataclass(frozen=True)
+class Query(Node):
+    """A whole query: WITH list and body."""
+
+    body: QueryExpr
+    ctes: tuple[CTE, ...] = ()
+
+
+def children(node: Node) -> Iterator[Node]:
+    """The direct child nodes, in field order (tuples and (when, then) pairs are flattened)."""
+    for f in fields(node):
+        if f.name in ("line", "column"):
+            continue
+        value = getattr(node, f.name)
+        if isinstance(value, Node):
+            yield value
+        elif isinstance(value, tuple):
+            for item in value:
+                if isinstance(item, Node):
+                    yield item
+                elif isinstance(item, tuple):
+                    yield from (x for x in item if isinstance(x, Node))
+
+
+def walk(node: Node, *, into_subqueries: bool = True) -> Iterator[Node]:
+    """Depth-first pre-order over ``node`` and its descendants."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if not into_subqueries and current is not node and isinstance(current, QueryExpr):
+            continue
+        stack.extend(reversed(list(children(current))))

@@ -1,0 +1,561 @@
+"""Checked ADQL → DuckDB SQL.
+
+``translate(query, model, uploads=None)`` parses (when given text), checks and emits SQL. String
+literals travel as bound parameters; numbers are written into the SQL (they come from the lexer,
+so cannot inject anything, and constants let DuckDB prune row groups). Identifiers are always
+double-quoted in the model's spelling. Geometry values are DOUBLE[] with a leading kind tag
+(1 point, 2 circle, 3 polygon), and the SQL functions of geometry.py work on them; geometry in
+the select list comes back as the DALI array (tag removed).
+
+A cone or polygon test of a HEALPix-ordered table's own position columns against constant shapes
+becomes a range filter on the hidden ``_healpix`` column plus the exact test, so DuckDB skips row
+groups by their zone maps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import lru_cache
+from dataclasses import dataclass, field
+
+from . import nodes as n
+from .check import Checked, check, quote
+from .errors import ADQLError
+
+__all__ = ["Translation", "translate", "emit"]
+
+_SIMPLE_FUNCS = {
+    "ABS": "abs", "CEILING": "ceil", "DEGREES": "degrees", "EXP": "exp", "FLOOR": "floor", "LOG": "ln",
+    "LOG10": "log10", "PI": "pi", "POWER": "power", "RADIANS": "radians", "SQRT": "sqrt",
+    "ACOS": "acos", "ASIN": "asin", "ATAN": "atan", "ATAN2": "atan2", "COS": "cos", "COT": "cot",
+    "SIN": "sin", "TAN": "tan", "LOWER": "lower", "UPPER": "upper", "COALESCE": "coalesce",
+    "AVG": "avg", "MIN": "min", "MAX": "max", "COUNT": "count",
+}
+_CAST_TYPES = {"SMALLINT": "SMALLINT", "INTEGER": "INTEGER", "BIGINT": "BIGINT", "REAL": "REAL",
+               "DOUBLE PRECISION": "DOUBLE", "CHAR": "VARCHAR", "VARCHAR": "VARCHAR", "TIMESTAMP": "TIMESTAMP"}
+_TAGS = {"POINT": 1, "CIRCLE": 2, "POLYGON": 3}
+_FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "=": "=", "<>": "<>"}
+
+
+@dataclass
+class Translation:
+    sql: str
+    params: list = field(default_factory=list)
+    columns: list[dict] = field(default_factory=list)
+    checked: Checked | None = None
+
+
+class _Const(Exception):
+    pass
+
+
+def _constant(e) -> float:
+    """The value of a constant numeric expression, or _Const."""
+    if isinstance(e, n.Literal) and e.kind in ("integer", "real", "hex"):
+        return float(e.value)
+    if isinstance(e, n.Unary) and e.op in "+-":
+        v = _constant(e.operand)
+        return -v if e.op == "-" else v
+    if isinstance(e, n.BinaryOp) and e.op in "+-*/":
+        a, b = _constant(e.left), _constant(e.right)
+        if e.op == "/" and b == 0:
+            raise _Const
+        return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[e.op]
+    if isinstance(e, n.FunctionCall) and e.name == "PI" and not e.args:
+        return math.pi
+    raise _Const
+
+
+def _num(v: float) -> str:
+    if math.isfinite(v):
+        text = repr(float(v))
+        return text if ("e" in text or "E" in text) else text + "e0"
+    return f"'{v}'::DOUBLE"
+
+
+class _Emitter:
+    def __init__(self, checked: Checked) -> None:
+        self.c = checked
+        self.params: list = []
+        self.spatial = None
+
+    def param(self, value) -> str:
+        self.params.append(value)
+        return "?"
+
+    # ---------------------------------------------------------------- queries
+    def query(self, q: n.Query) -> str:
+        parts = []
+        for cte in q.ctes:
+            src = self.c.ctes[id(cte)]
+            parts.append(f"{src.relation_sql} AS ({self.query_expr(cte.query)})")
+        body = self.query_expr(q.body)
+        return ("WITH " + ", ".join(parts) + " " + body) if parts else body
+
+    def query_expr(self, qe) -> str:
+        if isinstance(qe, n.Select):
+            return self.select(qe, (), None)
+        if isinstance(qe, n.SetOp):
+            op = qe.op + (" ALL" if qe.all else "")
+            return f"({self.query_expr(qe.left)}) {op} ({self.query_expr(qe.right)})"
+        if isinstance(qe.body, n.Select):
+            return self.select(qe.body, qe.order_by, qe.offset)
+        sql = f"SELECT * FROM ({self.query_expr(qe.body)}) AS _setop"
+        if qe.order_by:
+            sql += " ORDER BY " + ", ".join(self.order_item(o) for o in qe.order_by)
+        if qe.offset is not None:
+            sql += f" OFFSET {qe.offset}"
+        return sql
+
+    def select(self, sel: n.Select, order_by, offset) -> str:
+        outs = self.c.select_outputs[id(sel)]
+        items = []
+        i = 0
+        for item in sel.items:
+            if isinstance(item, n.StarItem):
+                for col in self.c.stars[id(item)]:
+                    items.append(f"{self.output_value_col(col)} AS {quote(outs[i].name)}")
+                    i += 1
+            else:
+                items.append(f"{self.output_value(item.expr)} AS {quote(outs[i].name)}")
+                i += 1
+        sql = "SELECT " + ("DISTINCT " if sel.quantifier == "DISTINCT" else "") + ", ".join(items)
+        sql += " FROM " + ", ".join(self.from_item(f) for f in sel.from_)
+        if sel.where is not None:
+            sql += " WHERE " + self.cond(sel.where)
+        if sel.group_by:
+            sql += " GROUP BY " + ", ".join(self.group_term(g) for g in sel.group_by)
+        if sel.having is not None:
+            sql += " HAVING " + self.cond(sel.having)
+        if order_by:
+            sql += " ORDER BY " + ", ".join(self.order_item(o) for o in order_by)
+        if sel.top is not None:
+            sql += f" LIMIT {sel.top}"
+        if offset is not None:
+            sql += f" OFFSET {offset}"
+        return sql
+
+    def output_value(self, e) -> str:
+        et = self.c.types[id(e)]
+        if et.kind in ("POINT", "CIRCLE", "POLYGON", "REGION") and not (
+            isinstance(e, n.ColumnRef) and self.c.cols[id(e)].stored_region
+        ):
+            if isinstance(e, n.ColumnRef):  # a stored DALI array
+                return self.x(e)
+            return f"({self.geo(e)})[2:]"
+        return self.x(e)
+
+    def output_value_col(self, col) -> str:
+        return col.sql
+
+    def group_term(self, g) -> str:
+        target = self.c.group_targets.get(id(g))
+        if target is None:
+            return self.x(g)
+        if target[0] == "position":
+            return str(target[1])
+        return self.x(target[1])
+
+    def order_item(self, o: n.OrderItem) -> str:
+        target = self.c.order_targets.get(id(o))
+        if target is None:
+            sql = self.x(o.expr)
+        elif target[0] == "position":
+            sql = str(target[1])
+        else:
+            sql = quote(target[1])
+        return sql + (" DESC NULLS FIRST" if o.descending else " ASC NULLS LAST")
+
+    def from_item(self, f) -> str:
+        if isinstance(f, n.TableRef):
+            src = self.c.sources[id(f)]
+            return f"{src.relation_sql} AS {src.sql_alias}"
+        if isinstance(f, n.DerivedTable):
+            src = self.c.sources[id(f)]
+            return f"({self.query_expr(f.query)}) AS {src.sql_alias}"
+        left, right = self.from_item(f.left), self.from_item(f.right)
+        kind = {"INNER": "JOIN", "LEFT": "LEFT JOIN", "RIGHT": "RIGHT JOIN", "FULL": "FULL JOIN"}[f.kind]
+        merged = self.c.join_merged.get(id(f), [])
+        if f.condition is not None:
+            on = self.cond(f.condition)
+        elif merged or f.using is not None or f.natural:
+            on = " AND ".join(self._using_pair(f, name) for name, _ in merged) or "TRUE"
+        else:
+            on = "TRUE"
+        return f"({left} {kind} {right} ON {on})"
+
+    def _using_pair(self, join: n.Join, name: str) -> str:
+        def find(item):
+            if isinstance(item, (n.TableRef, n.DerivedTable)):
+                for c in self.c.sources[id(item)].columns:
+                    if c.name.lower() == name:
+                        return c.sql
+                return None
+            for k, col in self.c.join_merged.get(id(item), []):
+                if k == name:
+                    return col.sql
+            return find(item.left) or find(item.right)
+        return f"{find(join.left)} = {find(join.right)}"
+
+    # ---------------------------------------------------------------- conditions
+    def cond(self, c) -> str:
+        if isinstance(c, n.BoolOp):
+            return f"({self.cond(c.left)} {c.op} {self.cond(c.right)})"
+        if isinstance(c, n.Not):
+            return f"(NOT {self.cond(c.operand)})"
+        if isinstance(c, n.Comparison):
+            fast = self.fast_path(c)
+            if fast is not None:
+                return fast
+            return f"({self.x(c.left)} {c.op} {self.x(c.right)})"
+        if isinstance(c, n.Between):
+            neg = "NOT " if c.negated else ""
+            return f"({self.x(c.operand)} {neg}BETWEEN {self.x(c.low)} AND {self.x(c.high)})"
+        if isinstance(c, n.InList):
+            neg = "NOT " if c.negated else ""
+            return f"({self.x(c.operand)} {neg}IN ({', '.join(self.x(i) for i in c.items)}))"
+        if isinstance(c, n.InSubquery):
+            neg = "NOT " if c.negated else ""
+            return f"({self.x(c.operand)} {neg}IN ({self.query_expr(c.query)}))"
+        if isinstance(c, n.Like):
+            op = ("NOT " if c.negated else "") + ("ILIKE" if c.case_insensitive else "LIKE")
+            return f"({self.x(c.operand)} {op} {self.x(c.pattern)})"
+        if isinstance(c, n.IsNull):
+            return f"({self.x(c.operand)} IS {'NOT ' if c.negated else ''}NULL)"
+        if isinstance(c, n.Exists):
+            return f"(EXISTS ({self.query_expr(c.query)}))"
+        raise ADQLError(f"cannot translate {type(c).__name__}", c.line, c.column, code="unsupported")
+
+    # ---- the spatial fast path
+    def _position(self, a, b):
+        """The spatial source (sql alias prefix, qualified) if a, b are its own position columns."""
+        from diavo.server.archive.store import SPATIAL_TABLES
+
+        if not (isinstance(a, n.ColumnRef) and isinstance(b, n.ColumnRef)):
+            return None
+        ca, cb = self.c.cols.get(id(a)), self.c.cols.get(id(b))
+        if ca is None or cb is None or ca.table is None or ca.table != cb.table:
+            return None
+        pos = SPATIAL_TABLES.get(ca.table)
+        if pos is None or (ca.column, cb.column) != pos:
+            return None
+        prefix_a, prefix_b = ca.sql[: -len(quote(ca.column))], cb.sql[: -len(quote(cb.column))]
+        if prefix_a != prefix_b or not prefix_a.endswith("."):
+            return None
+        return prefix_a, ca.sql, cb.sql
+
+    def _shape(self, g):
+        """('circle', (ra, dec, r)) or ('polygon', flat) for constant CIRCLE/POLYGON/BOX."""
+        if not isinstance(g, n.GeometryCall):
+            return None
+        try:
+            if g.name == "CIRCLE" and len(g.args) == 3:
+                return "circle", tuple(_constant(a) for a in g.args)
+            if g.name == "POLYGON" and len(g.args) >= 6 and len(g.args) % 2 == 0:
+                return "polygon", tuple(_constant(a) for a in g.args)
+            if g.name == "BOX" and len(g.args) == 4:
+                return "polygon", _box_vertices(*(_constant(a) for a in g.args))
+        except _Const:
+            return None
+        return None
+
+    def fast_path(self, c: n.Comparison):
+        left, right, op = c.left, c.right, c.op
+        if isinstance(left, n.Literal):
+            left, right, op = right, left, _FLIP[op]
+        if isinstance(left, n.GeometryCall) and left.name in ("CONTAINS", "INTERSECTS") and op == "=" \
+                and isinstance(right, n.Literal) and right.kind == "integer" and right.value == 1:
+            a, b = left.args
+            if left.name == "INTERSECTS" and isinstance(b, n.GeometryCall) and b.name == "POINT":
+                a, b = b, a
+            if not (isinstance(a, n.GeometryCall) and a.name == "POINT"):
+                return None
+            pos = self._position(*a.args)
+            shape = self._shape(b)
+            if pos is None or shape is None:
+                return None
+            kind, params = shape
+            if kind == "circle":
+                exact = f"adql_in_circle({pos[1]}, {pos[2]}, {', '.join(_num(v) for v in params)})"
+            else:
+                exact = f"adql_in_polygon({pos[1]}, {pos[2]}, [{', '.join(_num(v) for v in params)}]::DOUBLE[])"
+            return self._ranges(pos[0], kind, params, exact)
+        # DISTANCE(POINT(ra, dec), POINT(c1, c2)) < r  (or <=), also the four-number form
+        if isinstance(left, n.GeometryCall) and left.name == "DISTANCE" and op in ("<", "<="):
+            args = left.args
+            if len(args) == 2:
+                p, q = args
+                if not all(isinstance(x, n.GeometryCall) and x.name == "POINT" for x in (p, q)):
+                    return None
+                if self._position(*q.args) and not self._position(*p.args):
+                    p, q = q, p
+                coords = (*p.args, *q.args)
+            else:
+                coords = args
+                if self._position(coords[2], coords[3]) and not self._position(coords[0], coords[1]):
+                    coords = (coords[2], coords[3], coords[0], coords[1])
+            pos = self._position(coords[0], coords[1])
+            if pos is None:
+                return None
+            try:
+                centre = (_constant(coords[2]), _constant(coords[3]))
+                radius = _constant(right)
+            except _Const:
+                return None
+            exact = f"(adql_distance({pos[1]}, {pos[2]}, {_num(centre[0])}, {_num(centre[1])}) {op} {_num(radius)})"
+            if radius < 0:
+                return "FALSE"
+            return self._ranges(pos[0], "circle", (*centre, radius), exact)
+        return None
+
+    def _ranges(self, prefix: str, kind: str, params, exact: str) -> str | None:
+        from diavo.server.archive.store import HEALPIX_COLUMN, HEALPIX_DEPTH
+
+        try:
+            ranges = _healpix_ranges(kind, tuple(params), HEALPIX_DEPTH)
+        except ValueError:
+            return None
+        col = f"{prefix}{quote(HEALPIX_COLUMN)}"
+        if not ranges:
+            return "FALSE"
+        filt = " OR ".join(f"{col} BETWEEN {lo} AND {hi}" for lo, hi in ranges)
+        return f"(({filt}) AND {exact})"
+
+    # ---------------------------------------------------------------- values
+    def x(self, e) -> str:
+        if isinstance(e, n.Literal):
+            if e.kind == "string":
+                return self.param(e.value)
+            if e.kind == "null":
+                return "NULL"
+            if e.kind == "real":
+                return _num(e.value)
+            return str(e.value)
+        if isinstance(e, n.ColumnRef):
+            return self.c.cols[id(e)].sql
+        if isinstance(e, n.Unary):
+            return f"({e.op}{self.x(e.operand)})"
+        if isinstance(e, n.BinaryOp):
+            return self.binary(e)
+        if isinstance(e, n.FunctionCall):
+            return self.function(e)
+        if isinstance(e, n.GeometryCall):
+            return self.geometry(e)
+        if isinstance(e, n.Cast):
+            return self.cast(e)
+        if isinstance(e, n.Case):
+            sql = "CASE" + (f" {self.x(e.operand)}" if e.operand is not None else "")
+            for when, then in e.whens:
+                w = self.x(when) if e.operand is not None else self.cond(when)
+                sql += f" WHEN {w} THEN {self.x(then)}"
+            if e.else_ is not None:
+                sql += f" ELSE {self.x(e.else_)}"
+            return sql + " END"
+        if isinstance(e, n.ScalarSubquery):
+            return f"({self.query_expr(e.query)})"
+        raise ADQLError(f"cannot translate {type(e).__name__}", e.line, e.column, code="unsupported")
+
+    def binary(self, e: n.BinaryOp) -> str:
+        a, b = self.x(e.left), self.x(e.right)
+        ta, tb = self.c.types[id(e.left)], self.c.types[id(e.right)]
+        if e.op == "/":
+            ints = ("SMALLINT", "INTEGER", "BIGINT")
+            if ta.kind in ints and tb.kind in ints:
+                return f"({a} // {b})"  # ADQL/SQL: integer division of integers
+            return f"({a} / {b})"
+        if e.op == "||":
+            a = a if ta.kind == "VARCHAR" else f"CAST({a} AS VARCHAR)"
+            b = b if tb.kind == "VARCHAR" else f"CAST({b} AS VARCHAR)"
+            return f"({a} || {b})"
+        if e.op == "^":
+            return f"xor({a}, {b})"
+        return f"({a} {e.op} {b})"
+
+    def function(self, e: n.FunctionCall) -> str:
+        name = e.name
+        if e.udf:
+            return self.udf(e)
+        if e.star:
+            return "count(*)"
+        if name == "IN_UNIT":  # the unit string is used at translation time, not sent
+            factor = self.c.unit_factors[id(e)]
+            return f"(CAST({self.x(e.args[0])} AS DOUBLE) * {_num(factor)})"
+        args = [self.x(a) for a in e.args]
+        q = f"{e.quantifier} " if e.quantifier == "DISTINCT" else ""
+        if name == "SUM":
+            et = self.c.types[id(e)]
+            sql = f"sum({q}{args[0]})"
+            return f"CAST({sql} AS BIGINT)" if et.kind == "BIGINT" else f"CAST({sql} AS DOUBLE)"
+        if name in ("AVG", "MIN", "MAX", "COUNT"):
+            return f"{_SIMPLE_FUNCS[name]}({q}{args[0]})"
+        if name == "MOD":
+            return f"({args[0]} % {args[1]})"
+        if name == "RAND":
+            return "random()"
+        if name in ("ROUND", "TRUNCATE"):
+            x = f"CAST({args[0]} AS DOUBLE)"
+            digits = args[1] if len(args) > 1 else "0"
+            if name == "ROUND":
+                return f"round({x}, {digits})"
+            return f"(trunc({x} * power(10, {digits})) / power(10, {digits}))" if len(args) > 1 else f"trunc({x})"
+        if name in ("CEILING", "FLOOR"):
+            return f"{_SIMPLE_FUNCS[name]}(CAST({args[0]} AS DOUBLE))"
+        if name in ("LOG", "LOG10", "SQRT", "EXP", "POWER", "ACOS", "ASIN", "ATAN", "ATAN2", "COS", "COT",
+                    "SIN", "TAN", "DEGREES", "RADIANS"):
+            return f"{_SIMPLE_FUNCS[name]}({', '.join(f'CAST({a} AS DOUBLE)' for a in args)})"
+        return f"{_SIMPLE_FUNCS[name]}({', '.join(args)})"
+
+    def udf(self, e: n.FunctionCall) -> str:
+        from diavo.server.archive.store import HEALPIX_COLUMN, HEALPIX_DEPTH
+
+        args = [self.x(a) for a in e.args]
+        if e.name == "ivo_healpix_index":
+            order = e.args[0]
+            pos = self._position(e.args[1], e.args[2])
+            if pos and isinstance(order, n.Literal) and order.kind == "integer" and 0 <= order.value <= HEALPIX_DEPTH:
+                return f"({pos[0]}{quote(HEALPIX_COLUMN)} >> {2 * (HEALPIX_DEPTH - order.value)})"
+            return f"adql_healpix_index(CAST({args[0]} AS BIGINT), CAST({args[1]} AS DOUBLE), CAST({args[2]} AS DOUBLE))"
+        if e.name == "ivo_interval_overlaps":
+            l1, h1, l2, h2 = args
+            return f"CAST(({l1} <= {h2} AND {l2} <= {h1}) AS INTEGER)"
+        if e.name == "ivo_hasword":
+            return (f"CAST(regexp_matches({args[0]}, '\\b' || regexp_escape({args[1]}) || '\\b', 'i') "
+                    "AS INTEGER)")
+        raise ADQLError(f"no translation for function {e.name}", e.line, e.column, code="unsupported")
+
+    def cast(self, e: n.Cast) -> str:
+        if e.target in _TAGS:
+            et = self.c.types[id(e.operand)]
+            if et.geometry:
+                return self.geo(e.operand)
+            tag = _TAGS[e.target]
+            return (f"list_prepend({tag}::DOUBLE, CAST(regexp_split_to_array(trim({self.x(e.operand)}), "
+                    f"'[\\s,]+') AS DOUBLE[]))")
+        return f"CAST({self.x(e.operand)} AS {_CAST_TYPES[e.target]})"
+
+    # ---- geometry
+    def geo(self, e) -> str:
+        """A geometry-valued expression as a tagged DOUBLE[]."""
+        if isinstance(e, n.ColumnRef):
+            col = self.c.cols[id(e)]
+            if col.stored_region:
+                return f"adql_region({col.sql})"
+            tag = _TAGS.get(col.etype.kind)
+            if tag:
+                return f"list_prepend({tag}::DOUBLE, CAST({col.sql} AS DOUBLE[]))"
+        return self.x(e)
+
+    def _coords(self, p) -> tuple[str, str]:
+        if isinstance(p, n.GeometryCall) and p.name == "POINT":
+            return self.x(p.args[0]), self.x(p.args[1])
+        g = self.geo(p)
+        return f"({g})[2]", f"({g})[3]"
+
+    def geometry(self, e: n.GeometryCall) -> str:
+        name, args = e.name, e.args
+        d = lambda s: f"CAST({s} AS DOUBLE)"  # noqa: E731
+        if name == "POINT":
+            return f"[1::DOUBLE, {d(self.x(args[0]))}, {d(self.x(args[1]))}]"
+        if name == "CIRCLE":
+            if len(args) == 2:
+                ra, dec = self._coords(args[0])
+                return f"[2::DOUBLE, {d(ra)}, {d(dec)}, {d(self.x(args[1]))}]"
+            return "[2::DOUBLE, " + ", ".join(d(self.x(a)) for a in args) + "]"
+        if name == "BOX":
+            if len(args) == 3:
+                ra, dec = self._coords(args[0])
+                w, h = self.x(args[1]), self.x(args[2])
+            else:
+                ra, dec, w, h = (self.x(a) for a in args)
+            try:
+                flat = _box_vertices(*(_constant(a) for a in (args if len(args) == 4 else ())))
+                return "[3::DOUBLE, " + ", ".join(_num(v) for v in flat) + "]"
+            except (_Const, TypeError):
+                pass
+            hw, hh = f"(({w}) / 2.0)", f"(({h}) / 2.0)"
+            corners = [(f"{ra} - {hw}", f"{dec} - {hh}"), (f"{ra} - {hw}", f"{dec} + {hh}"),
+                       (f"{ra} + {hw}", f"{dec} + {hh}"), (f"{ra} + {hw}", f"{dec} - {hh}")]
+            return "[3::DOUBLE, " + ", ".join(d(v) for c in corners for v in c) + "]"
+        if name == "POLYGON":
+            numeric = len(args) >= 6 and len(args) % 2 == 0 and all(
+                self.c.types[id(a)].numeric or self.c.types[id(a)].loose for a in args)
+            if numeric:
+                return "[3::DOUBLE, " + ", ".join(d(self.x(a)) for a in args) + "]"
+            return "[3::DOUBLE, " + ", ".join(d(c) for a in args for c in self._coords(a)) + "]"
+        if name == "REGION":
+            return f"adql_region({self.x(args[0])})"
+        if name == "CENTROID":
+            return f"adql_centroid({self.geo(args[0])})"
+        if name == "AREA":
+            return f"adql_area({self.geo(args[0])})"
+        if name in ("COORD1", "COORD2"):
+            return self._coords(args[0])[0 if name == "COORD1" else 1]
+        if name == "COORDSYS":
+            arg = args[0]
+            system = "ICRS"
+            if isinstance(arg, n.GeometryCall) and isinstance(arg.coordsys, n.Literal) and arg.coordsys.kind == "string":
+                system = arg.coordsys.value
+            return self.param(system)
+        if name == "DISTANCE":
+            if len(args) == 2:
+                (a1, b1), (a2, b2) = self._coords(args[0]), self._coords(args[1])
+            else:
+                a1, b1, a2, b2 = (self.x(a) for a in args)
+            return f"adql_distance({d(a1)}, {d(b1)}, {d(a2)}, {d(b2)})"
+        if name in ("CONTAINS", "INTERSECTS"):
+            a, b = args
+            if name == "INTERSECTS" and isinstance(b, n.GeometryCall) and b.name == "POINT":
+                a, b = b, a
+            if isinstance(a, n.GeometryCall) and a.name == "POINT":
+                ra, dec = self._coords(a)
+                shape = self._shape(b)
+                if isinstance(b, n.GeometryCall) and b.name == "CIRCLE" and len(b.args) == 3:
+                    c = ", ".join(d(self.x(x)) for x in b.args)
+                    return f"CAST(adql_in_circle({d(ra)}, {d(dec)}, {c}) AS INTEGER)"
+                if shape is not None and shape[0] == "polygon":
+                    flat = ", ".join(_num(v) for v in shape[1])
+                    return f"CAST(adql_in_polygon({d(ra)}, {d(dec)}, [{flat}]::DOUBLE[]) AS INTEGER)"
+            fn = "adql_contains" if name == "CONTAINS" else "adql_intersects"
+            return f"{fn}({self.geo(a)}, {self.geo(b)})"
+        raise ADQLError(f"cannot translate {name}", e.line, e.column, code="unsupported")
+
+
+@lru_cache(maxsize=256)
+def _healpix_ranges(kind: str, params: tuple, depth: int) -> list[tuple[int, int]]:
+    from . import geometry
+
+    return geometry.healpix_ranges(kind, params, depth)
+
+
+def _box_vertices(ra: float, dec: float, w: float, h: float) -> tuple[float, ...]:
+    """BOX as the polygon of its four corners, centre ± half width/height in each coordinate."""
+    hw, hh = w / 2.0, h / 2.0
+    return (ra - hw, dec - hh, ra - hw, dec + hh, ra + hw, dec + hh, ra + hw, dec - hh)
+
+
+def emit(checked: Checked) -> Translation:
+    em = _Emitter(checked)
+    try:
+        sql = em.query(checked.query)
+    except RecursionError:
+        raise ADQLError("the query is nested too deeply", code="limit") from None
+    return Translation(sql, em.params, checked.columns, checked)
+
+
+def translate(query, model=None, *, uploads: Mapping[str, object] | None = None) -> Translation:
+    """Parse (if ``query`` is text), check and translate a query for DuckDB.
+
+    ``uploads`` maps TAP_UPLOAD table names to model ``Table`` objects; the engine must provide
+    each as the relation ``check.upload_relation(name)`` (``tap_upload__<name>``), e.g. with
+    ``con.register(upload_relation(name), arrow_table)``, which works on read-only connections.
+    """
+    if model is None:
+        from diavo.server.archive.model import load_model
+
+        model = load_model()
+    if isinstance(query, str):
+        from .parser import parse
+
+        query = parse(query)
+    return emit(check(query, model, uploads))
