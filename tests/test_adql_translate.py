@@ -248,3 +248,18 @@ def test_uploads(con, model):
     assert len(got) == 1 and got[0][0] == 1 and got[0][1] > 0
     assert [c["name"] for c in translate("SELECT * FROM TAP_UPLOAD.mine", model, uploads={"mine": up}).columns] \
         == ["id", "ra", "dec"]
+
+
+def test_constant_box_is_the_exact_adql_polygon(con, model):
+    """BOX(53.1, -27.8, 0.4, 0.2): the top side is the great circle through (53.1, -27.7) at
+    right angles to the meridian, so its corners lie north of dec -27.7, yet at the box's own RA
+    a point just north of -27.7 is outside while one just south is inside."""
+    from diavo.server.adql.spherical import box_vertices
+
+    corners = [float(v) for v in box_vertices(53.1, -27.8, 0.4, 0.2)]
+    t = translate("SELECT TOP 1 ra FROM dp1.DiaSource WHERE CONTAINS(POINT(ra, dec), BOX(53.1, -27.8, 0.4, 0.2)) = 1", model)
+    for v in corners:
+        assert repr(float(v)) in t.sql.replace("e0", "")
+    inside = rows(con, "SELECT adql_contains([1, 53.1, -27.7001]::DOUBLE[], [3, " + ", ".join(map(repr, corners)) + "]::DOUBLE[])")
+    edge_mid = rows(con, "SELECT adql_contains([1, 53.1, -27.69995]::DOUBLE[], [3, " + ", ".join(map(repr, corners)) + "]::DOUBLE[])")
+    assert inside[0][0] == 1 and edge_mid[0][0] == 0

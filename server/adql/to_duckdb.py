@@ -529,9 +529,11 @@ def _healpix_ranges(kind: str, params: tuple, depth: int) -> list[tuple[int, int
 
 
 def _box_vertices(ra: float, dec: float, w: float, h: float) -> tuple[float, ...]:
-    """BOX as the polygon of its four corners, centre ± half width/height in each coordinate."""
-    hw, hh = w / 2.0, h / 2.0
-    return (ra - hw, dec - hh, ra - hw, dec + hh, ra + hw, dec + hh, ra + hw, dec - hh)
+    """A constant BOX as the exact polygon ADQL 2.1 defines (great-circle sides at right angles
+    to the arms of the cross), so CONTAINS/INTERSECTS with it are exact on the sphere."""
+    from .spherical import box_vertices
+
+    return tuple(float(v) for v in box_vertices(ra, dec, w, h))
 
 
 def emit(checked: Checked) -> Translation:
