@@ -548,6 +548,20 @@ def create_udf(con, name, fn, args, ret, **kw) -> None:
 
 def register(con) -> None:
     """Install the ADQL geometry functions on a DuckDB connection (idempotent)."""
+    register_udfs(con)
+    register_macros(con)
+
+
+def register_macros(con) -> None:
+    """The SQL macros: temp objects, so every connection or cursor needs its own."""
+    for name, (params, body) in MACROS.items():
+        con.execute(f"CREATE OR REPLACE TEMP MACRO {name}({params}) AS {body}")
+
+
+def register_udfs(con) -> None:
+    """The Python UDFs: DuckDB files them under the database instance but they live only as
+    long as the connection that registered them, so register them on a connection that
+    outlives every cursor that calls them (the engine's own)."""
     import pyarrow as pa
     DOUBLE, LIST, BOOL, INT, VARCHAR = _types()
     udfs = [
@@ -562,8 +576,6 @@ def register(con) -> None:
     ]
     for name, fn, args, ret in udfs:
         create_udf(con, name, fn, args, ret)
-    for name, (params, body) in MACROS.items():
-        con.execute(f"CREATE OR REPLACE TEMP MACRO {name}({params}) AS {body}")
 
 
 # ------------------------------------------------------------------------------------------

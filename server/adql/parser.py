@@ -7,7 +7,7 @@ column of the problem; no lark exception (and no RecursionError) ever escapes.
 from __future__ import annotations
 
 import difflib
-import threading
+from functools import lru_cache
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,8 +23,6 @@ __all__ = ["ADQLError", "MAX_QUERY_LENGTH", "parse"]
 GRAMMAR = Path(__file__).with_name("adql21.lark")
 MAX_QUERY_LENGTH = 200_000  # characters; a TAP query is text typed or generated for a person
 
-_lock = threading.Lock()
-_parser: Lark | None = None
 
 
 def _reject_reserved(token: Token) -> Token:
@@ -38,20 +36,20 @@ def _reject_reserved(token: Token) -> Token:
     return token
 
 
+@lru_cache(maxsize=1)
 def _get_parser() -> Lark:
-    global _parser
-    if _parser is None:
-        with _lock:
-            if _parser is None:
-                _parser = Lark(
-                    GRAMMAR.read_text(encoding="utf-8"),
-                    parser="lalr",
-                    lexer="basic",
-                    propagate_positions=True,
-                    maybe_placeholders=True,
-                    lexer_callbacks={"REGULAR_IDENTIFIER": _reject_reserved},
-                )
-    return _parser
+    """The LALR parser, built once per process. Building its tables costs seconds, so lark
+    keeps them in its cache (keyed by the grammar's hash, in the temp directory); later
+    processes load them in milliseconds."""
+    return Lark(
+        GRAMMAR.read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="basic",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        lexer_callbacks={"REGULAR_IDENTIFIER": _reject_reserved},
+        cache=True,
+    )
 
 
 # ---------------------------------------------------------------- errors

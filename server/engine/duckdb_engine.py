@@ -23,15 +23,20 @@ class DuckDBEngine:
 
         # store.connect opens the catalog read-only with external access disabled: defence in
         # depth behind the ADQL translator (no writes, no files or URLs reachable from SQL).
-        self._db = store.connect(Path(root), read_only=True)
-        self._duckdb = duckdb
-
-    def _cursor(self):
         from diavo.server.adql import functions, geometry
 
+        self._db = store.connect(Path(root), read_only=True)
+        self._duckdb = duckdb
+        # Python UDFs die with the connection that registered them: register them on this
+        # long-lived handle; cursors only add their own temp macros.
+        geometry.register_udfs(self._db)
+        functions.register(self._db)
+
+    def _cursor(self):
+        from diavo.server.adql import geometry
+
         cur = self._db.cursor()
-        geometry.register(cur)
-        functions.register(cur)
+        geometry.register_macros(cur)
         return cur
 
     def execute(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None) -> ResultSet:
