@@ -64,3 +64,14 @@ def test_abort_from_another_thread(engine):
 def test_engine_connection_is_locked_down(engine, sql):
     with pytest.raises(EngineError):
         engine.execute(EngineQuery(sql), Limits())
+
+
+def test_python_udfs_survive_many_cursors(engine):
+    """Each query runs on a fresh cursor; the geometry UDFs must keep working on every one
+    (a UDF registered on a short-lived cursor dangles once that cursor is gone)."""
+    from diavo.server.adql.to_duckdb import translate
+
+    t = translate("SELECT lsst_visit FROM ivoa.ObsCore WHERE INTERSECTS(s_region, CIRCLE(53.125, -27.74, 0.001)) = 1")
+    q = EngineQuery(t.sql, tuple(t.params), tuple(t.columns))
+    counts = {engine.execute(q, Limits()).table.num_rows for _ in range(5)}
+    assert len(counts) == 1 and counts.pop() > 5
