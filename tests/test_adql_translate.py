@@ -263,3 +263,27 @@ def test_constant_box_is_the_exact_adql_polygon(con, model):
     inside = rows(con, "SELECT adql_contains([1, 53.1, -27.7001]::DOUBLE[], [3, " + ", ".join(map(repr, corners)) + "]::DOUBLE[])")
     edge_mid = rows(con, "SELECT adql_contains([1, 53.1, -27.69995]::DOUBLE[], [3, " + ", ".join(map(repr, corners)) + "]::DOUBLE[])")
     assert inside[0][0] == 1 and edge_mid[0][0] == 0
+
+
+@pytest.mark.parametrize("adql", [
+    "SELECT band, COUNT(*) FROM dp1.DiaSource GROUP BY band",
+    "SELECT s.band AS b, COUNT(*) AS n, AVG(psfFlux) FROM dp1.DiaSource AS s GROUP BY b",
+    "SELECT band, COUNT(*) FROM dp1.DiaSource GROUP BY 1",
+    "SELECT ROUND(RA, 1) AS r, COUNT(*) FROM dp1.DiaSource GROUP BY round(ra, 1)",
+    "SELECT band || 'x' AS bx, COUNT(*) FROM dp1.DiaSource GROUP BY band",
+    "SELECT band, visit, MAX(snr) FROM dp1.DiaSource GROUP BY band, visit HAVING COUNT(*) > 3",
+])
+def test_grouped_queries_accepted_and_run(con, model, adql):
+    t, got = run(con, model, adql)
+    assert got
+
+
+@pytest.mark.parametrize("adql,col", [
+    ("SELECT band, visit, COUNT(*) FROM dp1.DiaSource GROUP BY band", 14),
+    ("SELECT ra, COUNT(*) FROM dp1.DiaSource", 8),
+    ("SELECT * FROM dp1.DiaSource GROUP BY band", 8),
+])
+def test_ungrouped_columns_are_adql_errors_at_their_position(model, adql, col):
+    with pytest.raises(ADQLError) as info:
+        translate(adql, model)
+    assert info.value.line == 1 and info.value.column == col

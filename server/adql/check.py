@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from functools import lru_cache
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from . import nodes as n
 from .errors import ADQLError
@@ -326,12 +326,44 @@ class _Checker:
                     self.out.group_targets[id(g)] = ("expr", match[0].item.expr)
                     continue
             self.expr(g, scope)
+        self.check_grouping(sel, scope)
         if sel.having is not None:
             self.cond(sel.having, scope)
         for item in order_by:
             if not self.order_by_output(item, outs, required=False):
                 self.expr(item.expr, scope)
         return outs
+
+    def check_grouping(self, sel: n.Select, scope: Scope) -> None:
+        """In a grouped SELECT every output is a grouping expression, an aggregate, or built
+        from them; say so here, at the column, rather than let the engine refuse the query."""
+        items = [i for i in sel.items if isinstance(i, n.SelectItem)]
+        if not sel.group_by and not any(_has_aggregate(i.expr) for i in items):
+            return
+        if len(items) != len(sel.items):
+            star = next(i for i in sel.items if isinstance(i, n.StarItem))
+            raise _err(star, "* cannot be selected in a grouped query; name the grouped columns", "type")
+        grouped_cols, grouped_exprs = set(), []
+        for g in sel.group_by:
+            target = self.out.group_targets.get(id(g))
+            if target is None:
+                expr = g
+            elif target[0] == "expr":
+                expr = target[1]
+            else:
+                expr = sel.items[target[1] - 1].expr if isinstance(sel.items[target[1] - 1], n.SelectItem) else g
+            grouped_exprs.append(_shape(expr))
+            if isinstance(expr, n.ColumnRef) and id(expr) in self.out.cols:
+                grouped_cols.add(id(self.out.cols[id(expr)]))
+        local = {id(c) for src in scope.sources for c in src.columns} | {id(c) for c in scope.merged.values()}
+        for item in items:
+            if _shape(item.expr) in grouped_exprs:
+                continue
+            for ref in _free_columns(item.expr):
+                col = self.out.cols.get(id(ref))
+                if col is not None and id(col) in local and id(col) not in grouped_cols:
+                    raise _err(ref, f"column {ref} must appear in GROUP BY or inside an aggregate function",
+                               "type", "add it to GROUP BY, or wrap it in COUNT/MIN/MAX/AVG/SUM")
 
     def expr_meta(self, expr, et: EType, name: str) -> dict:
         if isinstance(expr, n.ColumnRef):
@@ -767,6 +799,37 @@ class _Checker:
             return  # timestamps compare with ISO strings
         if groups[0] != groups[1]:
             raise _err(node, f"cannot compare {a.kind} with {b.kind}", "type")
+
+
+def _is_aggregate(node) -> bool:
+    return isinstance(node, n.FunctionCall) and node.name in AGGREGATES
+
+
+def _has_aggregate(node) -> bool:
+    return any(_is_aggregate(x) for x in n.walk(node, into_subqueries=False))
+
+
+def _free_columns(node):
+    """Column references outside aggregates and subqueries."""
+    if isinstance(node, n.ColumnRef):
+        yield node
+        return
+    if _is_aggregate(node) or isinstance(node, n.QueryExpr):
+        return
+    for child in n.children(node):
+        yield from _free_columns(child)
+
+
+def _shape(node):
+    """A node's structure without source positions, to compare expressions as written."""
+    if isinstance(node, n.Name):
+        return ("name", node.key)
+    if isinstance(node, n.Node):
+        return (type(node).__name__,) + tuple(
+            _shape(getattr(node, f.name)) for f in fields(node) if f.name not in ("line", "column"))
+    if isinstance(node, tuple):
+        return tuple(_shape(x) for x in node)
+    return node
 
 
 def _generated_name(expr, position: int) -> str:
