@@ -625,6 +625,8 @@ class _Checker:
             outs = self.query_expr(e.query, scope)
             if len(outs) != 1:
                 raise _err(e, f"a subquery used as a value must return one column, not {len(outs)}", "type")
+            if outs[0].etype.geometry:  # its DALI/STC-S output cannot be turned back into a geometry
+                raise _err(e, "a subquery used as a value cannot return a geometry", "unsupported")
             return outs[0].etype
         raise _err(e, f"unexpected expression {type(e).__name__}", "unsupported")
 

@@ -345,12 +345,14 @@ class _Emitter:
         if isinstance(e, n.Cast):
             return self.cast(e)
         if isinstance(e, n.Case):
+            # a geometry result: every branch as a tagged DOUBLE[] (a stored STC-S string too)
+            val = self.geo if self.c.types[id(e)].geometry else self.x
             sql = "CASE" + (f" {self.x(e.operand)}" if e.operand is not None else "")
             for when, then in e.whens:
                 w = self.x(when) if e.operand is not None else self.cond(when)
-                sql += f" WHEN {w} THEN {self.x(then)}"
+                sql += f" WHEN {w} THEN {val(then)}"
             if e.else_ is not None:
-                sql += f" ELSE {self.x(e.else_)}"
+                sql += f" ELSE {val(e.else_)}"
             return sql + " END"
         if isinstance(e, n.ScalarSubquery):
             return f"({self.query_expr(e.query)})"
@@ -381,7 +383,11 @@ class _Emitter:
         if name == "IN_UNIT":  # the unit string is used at translation time, not sent
             factor = self.c.unit_factors[id(e)]
             return f"(CAST({self.x(e.args[0])} AS DOUBLE) * {_num(factor)})"
-        args = [self.x(a) for a in e.args]
+        # MIN/MAX/COALESCE of geometries: arguments as tagged DOUBLE[], like every geometry value
+        # (a stored STC-S column would otherwise pass through as a string and lose its first
+        # character to the tag-stripping slice of output_value)
+        val = self.geo if self.c.types[id(e)].geometry else self.x
+        args = [val(a) for a in e.args]
         q = f"{e.quantifier} " if e.quantifier == "DISTINCT" else ""
         if name == "SUM":
             et = self.c.types[id(e)]
