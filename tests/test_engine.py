@@ -75,3 +75,22 @@ def test_python_udfs_survive_many_cursors(engine):
     q = EngineQuery(t.sql, tuple(t.params), tuple(t.columns))
     counts = {engine.execute(q, Limits()).table.num_rows for _ in range(5)}
     assert len(counts) == 1 and counts.pop() > 5
+
+
+def test_a_late_cancel_does_not_touch_the_next_query(engine):
+    """Cursors are reused per thread, so a Cancel fired after its query ended must not
+    interrupt whatever that cursor runs next."""
+    cancel = Cancel()
+    engine.execute(EngineQuery('SELECT count(*) FROM "dp1"."Visit"'), Limits(), cancel=cancel)
+    cancel()
+    r = engine.execute(EngineQuery("SELECT count(*) FROM range(30000000)"), Limits(timeout_s=30))
+    assert r.table.column(0)[0].as_py() == 30000000
+
+
+def test_engine_serves_several_threads(engine):
+    from concurrent.futures import ThreadPoolExecutor
+
+    q = EngineQuery('SELECT count(*) FROM "dp1"."DiaSource" WHERE "band" = ?', ("r",))
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda _: engine.execute(q, Limits()).table.column(0)[0].as_py(), range(12)))
+    assert len(set(counts)) == 1 and counts[0] > 0

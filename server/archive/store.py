@@ -115,13 +115,24 @@ def create_catalog(root: Path, model):
 
 def insert_arrow(con, model, qualified: str, data, order_by: str | None = None,
                  exprs: dict[str, str] | None = None) -> int:
-    """Insert an Arrow table into a served table, mapping columns by name.
+    """Insert an Arrow table into a served table, mapping columns by name (see insert_from)."""
+    con.register("_incoming", data)
+    try:
+        insert_from(con, model, qualified, "_incoming", data.column_names, order_by, exprs)
+    finally:
+        con.unregister("_incoming")
+    return data.num_rows
 
-    Model columns missing from ``data`` are filled by ``exprs`` (SQL over the data's columns) or
+
+def insert_from(con, model, qualified: str, relation: str, have, order_by: str | None = None,
+                exprs: dict[str, str] | None = None) -> None:
+    """INSERT ... SELECT from a relation, mapping columns by name.
+
+    Model columns missing from the relation are filled by ``exprs`` (SQL over its columns) or
     NULL, so a loader only provides what it truly measured.
     """
     table = model.table(qualified)
-    have = set(data.column_names)
+    have = set(have)
     exprs = exprs or {}
     cols, sel = [], []
     for c in table.columns:
@@ -136,13 +147,8 @@ def insert_arrow(con, model, qualified: str, data, order_by: str | None = None,
         cols.append(HEALPIX_COLUMN)
         sel.append(HEALPIX_COLUMN)
     s, t = table.schema, table.name
-    con.register("_incoming", data)
-    try:
-        con.execute(f'INSERT INTO "{s}"."{t}" ({", ".join(cols)}) SELECT {", ".join(sel)} FROM _incoming'
-                    + (f" ORDER BY {order_by}" if order_by else ""))
-    finally:
-        con.unregister("_incoming")
-    return data.num_rows
+    con.execute(f'INSERT INTO "{s}"."{t}" ({", ".join(cols)}) SELECT {", ".join(sel)} FROM {relation}'
+                + (f" ORDER BY {order_by}" if order_by else ""))
 
 
 def resort_spatial(con, model, qualified: str) -> None:

@@ -113,6 +113,13 @@ DIASOURCE_EXPRS = {
 }
 
 
+def _healpix_udf(ra, dec):
+    """DuckDB UDF: the storage HEALPix index of Arrow ra/dec columns."""
+    import pyarrow as pa
+
+    return pa.array(store.healpix_index(ra.to_numpy(zero_copy_only=False), dec.to_numpy(zero_copy_only=False)))
+
+
 def _concat_sorted(chunks: list[dict]) -> dict[str, np.ndarray]:
     """Concatenate per-image columns into HEALPix order, one column at a time.
 
@@ -150,7 +157,8 @@ def build_demo(root: Path, scale: str = "small", seed: int = 42, base_url: str |
     params = SCALES[scale]
     visits = plan_visits(scale, seed)
     if n_sources:
-        expected = 9 * len(visits) * (params.object_density * 0.05 * 0.5 + params.spurious_per_image)
+        # About 68% of the persistent objects on a CCD (0.05 deg²) are detected in a visit.
+        expected = 9 * len(visits) * (params.object_density * 0.05 * 0.68 + params.spurious_per_image)
         f = n_sources / expected
         params = ScaleParams(params.object_density * f, params.spurious_per_image * f, params.failure_rate)
     objects = {name: field_objects(seed, i, ra, dec, params.object_density)
@@ -209,11 +217,17 @@ def build_demo(root: Path, scale: str = "small", seed: int = 42, base_url: str |
     t_src = time.perf_counter()
     # The aggregation only reads, so it may use every core; writes stay single-threaded.
     con.execute(f"SET threads TO {max(1, os.cpu_count() or 1)}")
-    obj = store.fetch_arrow(con, diaobject_sql())
+    # DiaObjects stay inside DuckDB (which spills to disk past its memory limit): at 10M
+    # DiaSources, pulling them into Python as Arrow would cost gigabytes.
+    con.create_function("_diavo_healpix", _healpix_udf, ["DOUBLE", "DOUBLE"], "BIGINT", type="arrow")
+    con.execute(f"CREATE TEMP TABLE _diaobject AS SELECT *, _diavo_healpix(ra, dec) AS {store.HEALPIX_COLUMN} "
+                f"FROM ({diaobject_sql()})")
     con.execute("SET threads TO 1")
-    obj = obj.append_column(store.HEALPIX_COLUMN,
-                            pa.array(store.healpix_index(obj["ra"].to_numpy(), obj["dec"].to_numpy())))
-    n_obj = store.insert_arrow(con, model, "dp1.DiaObject", obj, order_by=f"{store.HEALPIX_COLUMN}, diaObjectId")
+    names = [d[0] for d in con.execute("SELECT * FROM _diaobject LIMIT 0").description]
+    store.insert_from(con, model, "dp1.DiaObject", "_diaobject", names,
+                      order_by=f"{store.HEALPIX_COLUMN}, diaObjectId")
+    n_obj = con.execute("SELECT count(*) FROM _diaobject").fetchone()[0]
+    con.execute("DROP TABLE _diaobject")
     t_obj = time.perf_counter()
     con.execute("CHECKPOINT")
     con.close()
