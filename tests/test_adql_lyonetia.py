@@ -77,6 +77,7 @@ def test_lyonetia(fname, index, text, valid, udfs):
 
 @pytest.mark.skipif(not CASES, reason="lyonetia collection not found beside the repository")
 def test_lyonetia_pass_rate(capsys):
+    assert len(CASES) > 200, f"the lyonetia collection was not found (or is incomplete) at {ROOT}"
     ok = {"valid": 0, "invalid": 0}
     total = {"valid": 0, "invalid": 0}
     for p in CASES:
