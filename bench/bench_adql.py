@@ -38,9 +38,11 @@ CONE = ("SELECT diaSourceId, ra, dec, psfFlux FROM dp1.DiaSource "
         "WHERE CONTAINS(POINT(ra, dec), CIRCLE({ra!r}, {dec!r}, {r!r})) = 1")
 BAND = "SELECT COUNT(*), AVG(psfFlux) FROM dp1.DiaSource WHERE band = 'r'"
 
-# One (lo BETWEEN hi OR ...) group the translator puts before the exact spherical test.
-_RANGES = re.compile(r'\((?:"\w+"\.)?"_healpix" BETWEEN \d+ AND \d+'
-                     r'(?: OR (?:"\w+"\.)?"_healpix" BETWEEN \d+ AND \d+)*\) AND ')
+# What the translator puts before the exact spherical test: the enclosing interval, then (when
+# there are several) the parenthesised OR of the ranges.
+_RANGES = re.compile(r'(?:"\w+"\.)?"_healpix" BETWEEN \d+ AND \d+ AND '
+                     r'(?:\((?:"\w+"\.)?"_healpix" BETWEEN \d+ AND \d+'
+                     r'(?: OR (?:"\w+"\.)?"_healpix" BETWEEN \d+ AND \d+)*\) AND )?')
 
 
 def emit(**fields) -> None:
