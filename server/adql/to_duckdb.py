@@ -320,7 +320,12 @@ class _Emitter:
         if not ranges:
             return "FALSE"
         filt = " OR ".join(f"{col} BETWEEN {lo} AND {hi}" for lo, hi in ranges)
-        return f"(({filt}) AND {exact})"
+        # The enclosing interval first: DuckDB pushes a plain BETWEEN into the scan's zone maps
+        # (row groups outside it are never read); the OR of ranges then trims within them.
+        outer = f"{col} BETWEEN {ranges[0][0]} AND {ranges[-1][1]}"
+        if len(ranges) == 1:
+            return f"({outer} AND {exact})"
+        return f"({outer} AND ({filt}) AND {exact})"
 
     # ---------------------------------------------------------------- values
     def x(self, e) -> str:

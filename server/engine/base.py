@@ -68,6 +68,11 @@ class Cancel:
         if self.cancelled:
             hook()
 
+    def unbind(self, hook) -> None:
+        """Forget a hook once its query is over: engines reuse cursors between queries."""
+        if hook in self._hooks:
+            self._hooks.remove(hook)
+
     def __call__(self) -> None:
         self.cancelled = True
         for hook in list(self._hooks):

@@ -31,12 +31,21 @@ class DuckDBEngine:
         # long-lived handle; cursors only add their own temp macros.
         geometry.register_udfs(self._db)
         functions.register(self._db)
+        self._local = threading.local()
+        self._cursors: list = []
 
     def _cursor(self):
-        from diavo.server.adql import geometry
+        """This thread's cursor, made once with the temp macros installed (installing them
+        costs more than a cone query). One cursor per worker thread: a cursor runs one query
+        at a time, and ``interrupt`` stops exactly that thread's query."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            from diavo.server.adql import geometry
 
-        cur = self._db.cursor()
-        geometry.register_macros(cur)
+            cur = self._db.cursor()
+            geometry.register_macros(cur)
+            self._local.cursor = cur
+            self._cursors.append(cur)
         return cur
 
     def execute(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None) -> ResultSet:
@@ -78,7 +87,8 @@ class DuckDBEngine:
             raise EngineError(str(exc).split("\n")[0]) from exc
         finally:
             timer.cancel()
-            cur.close()
+            if cancel is not None:
+                cancel.unbind(cur.interrupt)
         overflow = limits.maxrec is not None and table.num_rows > limits.maxrec
         if overflow:
             table = table.slice(0, limits.maxrec)
@@ -86,4 +96,6 @@ class DuckDBEngine:
                          elapsed_s=time.perf_counter() - t0)
 
     def close(self) -> None:
+        for cur in self._cursors:
+            cur.close()
         self._db.close()
