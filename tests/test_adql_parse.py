@@ -168,3 +168,11 @@ def test_random_bytes_never_escape():
             parse(text)
         except ADQLError:
             pass
+
+
+@pytest.mark.parametrize("text,column", [("SELECT FROM x", 8), ("SELECT DISTINCT FROM x", 17),
+                                         ("SELECT TOP 5 FROM x", 14)])
+def test_empty_select_list_is_named(text, column):
+    with pytest.raises(ADQLError, match="select list is empty") as info:
+        parse(text)
+    assert (info.value.line, info.value.column) == (1, column)

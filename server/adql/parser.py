@@ -91,6 +91,11 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> ADQLError:
         value = str(token.value)
         expected = set(exc.expected)
         hint = f"expected {_describe_expected(expected)}"
+        before = text[:token.start_pos].rstrip().split()
+        if value.upper() == "FROM" and before and before[-1].upper() in ("SELECT", "DISTINCT", "ALL") \
+                or value.upper() == "FROM" and len(before) >= 2 and before[-2].upper() == "TOP":
+            return ADQLError("the select list is empty", line, column,
+                             "name the columns to return, or * for all of them")
         if value.upper() in RESERVED_WORDS and value[:1].isalpha() and (
             "REGULAR_IDENTIFIER" in expected or "DELIMITED_IDENTIFIER" in expected
         ):
