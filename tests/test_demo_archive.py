@@ -255,3 +255,15 @@ def test_image_sources_lookup_equals_full_scan(small_archive):
     assert len(full) > 300
     for visit, detector, ids in full:
         assert list(images.sources(visit, detector).ids) == ids, (visit, detector)
+
+
+def test_stored_unit_vectors_match_positions(small_archive):
+    """The hidden _x/_y/_z columns the cone fast path reads agree with (ra, dec)."""
+    from astropy.coordinates import SkyCoord
+
+    con = store.connect(small_archive[0])
+    for table in ("DiaSource", "DiaObject"):
+        t = con.execute(f'SELECT ra, dec, _x, _y, _z FROM dp1."{table}" USING SAMPLE 2000 ROWS (reservoir, 1)').fetchnumpy()
+        ref = SkyCoord(t["ra"], t["dec"], unit="deg").cartesian
+        err = np.abs(np.stack([t["_x"] - ref.x.value, t["_y"] - ref.y.value, t["_z"] - ref.z.value]))
+        assert err.max() < 1e-12, table

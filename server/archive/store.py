@@ -21,11 +21,14 @@ import numpy as np
 MANIFEST = "archive.json"
 CATALOG = "catalog.duckdb"
 IMAGES_DIR = "images"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEALPIX_DEPTH = 16
 HEALPIX_COLUMN = "_healpix"
 #: Tables stored in HEALPix order, with the columns that give their position.
 SPATIAL_TABLES = {"dp1.DiaSource": ("ra", "dec"), "dp1.DiaObject": ("ra", "dec")}
+#: Storage columns of the spatial tables holding the position as a unit vector, so a cone test
+#: is one dot product (no trigonometry per row).
+UNIT_VECTOR_COLUMNS = ("_x", "_y", "_z")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 READ_CONFIG = {"enable_external_access": False}
 
@@ -107,7 +110,8 @@ def create_catalog(root: Path, model):
         con.execute(stmt)
     for qualified in SPATIAL_TABLES:
         s, t = qualified.split(".")
-        con.execute(f'ALTER TABLE "{s}"."{t}" ADD COLUMN {HEALPIX_COLUMN} BIGINT')
+        for col, sqltype in ((HEALPIX_COLUMN, "BIGINT"),) + tuple((c, "DOUBLE") for c in UNIT_VECTOR_COLUMNS):
+            con.execute(f'ALTER TABLE "{s}"."{t}" ADD COLUMN {col} {sqltype}')
     con.execute("CREATE SCHEMA IF NOT EXISTS diavo")
     con.execute(IMAGE_TABLE_DDL)
     return con
@@ -146,6 +150,10 @@ def insert_from(con, model, qualified: str, relation: str, have, order_by: str |
     if qualified in SPATIAL_TABLES and HEALPIX_COLUMN in have:
         cols.append(HEALPIX_COLUMN)
         sel.append(HEALPIX_COLUMN)
+    if qualified in SPATIAL_TABLES and set(SPATIAL_TABLES[qualified]) <= have:
+        ra, dec = (f'radians("{c}")' for c in SPATIAL_TABLES[qualified])
+        cols += list(UNIT_VECTOR_COLUMNS)
+        sel += [f"cos({dec}) * cos({ra})", f"cos({dec}) * sin({ra})", f"sin({dec})"]
     s, t = table.schema, table.name
     con.execute(f'INSERT INTO "{s}"."{t}" ({", ".join(cols)}) SELECT {", ".join(sel)} FROM {relation}'
                 + (f" ORDER BY {order_by}" if order_by else ""))
