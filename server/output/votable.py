@@ -1,0 +1,447 @@
+"""A streaming VOTable 1.5 writer for Arrow record batches (DALI 1.1 §4.4, TAP 1.1 §3).
+
+``write_votable`` writes one ``<RESOURCE type="results">`` holding one TABLE whose rows come
+from an iterable of :class:`pyarrow.RecordBatch`; it never holds more than one batch chunk
+(at most ``CHUNK_ROWS`` rows) in memory, whatever the row count.  Both serialisations are
+built per chunk with Arrow compute kernels / numpy, not per row in Python:
+
+* TABLEDATA: every column becomes an Arrow string array of cell contents (XML-escaped;
+  floats in shortest round-trip form, ``NaN``/``+Inf``/``-Inf``; booleans ``T``/``F``;
+  timestamps ``YYYY-MM-DDTHH:MM:SS.ffffff``; arrays space separated), the cells are
+  joined element-wise into ``<TR>…</TR>`` lines and the joined buffer is written as is.
+  NULL is an empty ``<TD/>``.
+* BINARY2: each row is a null-flag bitmap (one bit per column, most significant bit
+  first) followed by the big-endian fields; variable-length strings and arrays carry a
+  4-byte element count.  Rows are scattered into one byte buffer per chunk with numpy and
+  base64-encoded in 76-character lines (the encoding carries a 0–2 byte remainder across
+  chunks, so the STREAM is one continuous base64 text).
+
+VOTable 1.4 and 1.5 still use the 1.3 namespace, ``http://www.ivoa.net/xml/VOTable/v1.3``.
+
+``char`` is written as UTF-8 bytes in BINARY2 (ASCII in practice; use ``unicodeChar`` for
+text that may hold non-ASCII characters, which is written as UTF-16BE).
+"""
+from __future__ import annotations
+
+import binascii
+from typing import Any, BinaryIO, Iterable, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["write_votable", "error_votable", "VOTABLE_NS", "CHUNK_ROWS"]
+
+VOTABLE_VERSION = "1.5"
+VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
+SCHEMA_LOCATION = VOTABLE_NS + " http://www.ivoa.net/xml/VOTable/VOTable-1.5.xsd"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+#: Rows encoded at once; larger input batches are sliced to this size.
+CHUNK_ROWS = 65536
+_B64_LINE = 57                      # raw bytes per 76-character base64 line
+
+_NUMERIC = {
+    "unsignedByte": ">u1", "short": ">i2", "int": ">i4", "long": ">i8",
+    "float": ">f4", "double": ">f8",
+}
+_STRINGS = ("char", "unicodeChar")
+_FIELD_ATTRS = ("name", "datatype", "arraysize", "unit", "ucd", "utype", "xtype")
+_CONTROL_RE = "[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]"
+
+
+# ----------------------------------------------------------------------------- XML bits
+def _esc(text: Any) -> str:
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("\r", "&#13;"))
+
+
+def _attr(text: Any) -> str:
+    return _esc(text).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;")
+
+
+def _clean_xml_chars(text: str) -> str:
+    return "".join("\ufffd" if (ord(c) < 32 and c not in "\t\n\r") or c in "\ufffe\uffff"
+                   else c for c in text)
+
+
+def _info(item: Any) -> str:
+    """``(name, value)``, ``(name, value, content)`` or a mapping with those keys."""
+    if isinstance(item, Mapping):
+        name, value, content = item["name"], item.get("value", ""), item.get("content")
+    else:
+        name, value, *rest = item
+        content = rest[0] if rest else None
+    head = f'<INFO name="{_attr(name)}" value="{_attr(_clean_xml_chars(str(value)))}"'
+    if content:
+        return head + f">{_esc(_clean_xml_chars(str(content)))}</INFO>\n"
+    return head + "/>\n"
+
+
+def _head() -> str:
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<VOTABLE version="{VOTABLE_VERSION}" xmlns="{VOTABLE_NS}" '
+            f'xmlns:xsi="{XSI_NS}" xsi:schemaLocation="{SCHEMA_LOCATION}">\n')
+
+
+def _field(col: Mapping[str, Any]) -> str:
+    parts = ["<FIELD"]
+    for key in _FIELD_ATTRS:
+        value = col.get(key)
+        if value is not None and value != "":
+            parts.append(f' {key}="{_attr(value)}"')
+    desc = col.get("description")
+    if desc:
+        return "".join(parts) + (f">\n  <DESCRIPTION>{_esc(_clean_xml_chars(str(desc)))}"
+                                 "</DESCRIPTION>\n</FIELD>\n")
+    return "".join(parts) + "/>\n"
+
+
+def error_votable(message: str) -> bytes:
+    """A DALI error document: ``QUERY_STATUS=ERROR`` with *message*, and no TABLE."""
+    message = _clean_xml_chars(str(message)).strip() or "Unknown error"
+    return (_head() + '<RESOURCE type="results">\n'
+            f'<INFO name="QUERY_STATUS" value="ERROR">{_esc(message)}</INFO>\n'
+            "</RESOURCE>\n</VOTABLE>\n").encode("utf-8")
+
+
+# ------------------------------------------------------------------------ column helpers
+def _is_fixed(arraysize: str | None) -> int | None:
+    """The element count of a fixed arraysize (None → 1), or None if variable."""
+    if arraysize is None or arraysize == "":
+        return 1
+    arraysize = str(arraysize)
+    if arraysize.endswith("*"):
+        return None
+    return int(arraysize)
+
+
+def _string_view(arr: pa.Array) -> pa.Array:
+    """Arrow text for timestamps/dates/strings; other types unchanged."""
+    t = arr.type
+    if pa.types.is_timestamp(t):
+        return pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S")
+    if pa.types.is_date(t):
+        return pc.strftime(arr, format="%Y-%m-%d")
+    if pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        return arr.cast(pa.string())
+    return arr
+
+
+def _float_text(arr: pa.Array) -> pa.Array:
+    text = arr.cast(pa.string())
+    if not pc.all(pc.is_finite(arr)).as_py():           # NaN/Inf present (nulls are skipped)
+        text = pc.replace_substring(text, "nan", "NaN")
+        text = pc.replace_substring(text, "-inf", "-Inf")
+        text = pc.replace_substring(text, "inf", "+Inf")
+    return text
+
+
+_SPECIAL = np.zeros(256, dtype=bool)
+_SPECIAL[[i for i in range(32) if i not in (9, 10)]] = True
+_SPECIAL[[ord("&"), ord("<"), ord(">"), 0xEF]] = True         # 0xEF: U+FFFE/U+FFFF lead
+
+
+def _escape_text(arr: pa.Array) -> pa.Array:
+    data = arr.buffers()[2]
+    if data is None or not _SPECIAL[np.frombuffer(data, dtype=np.uint8)].any():
+        return arr                                   # nothing to escape (the common case)
+    if pc.any(pc.match_substring_regex(arr, _CONTROL_RE)).as_py():
+        arr = pc.replace_substring_regex(arr, _CONTROL_RE, "\ufffd")
+    for old, new in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;")):
+        if pc.any(pc.match_substring(arr, old)).as_py():
+            arr = pc.replace_substring(arr, old, new)
+    return arr
+
+
+def _list_parts(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """(lengths with 0 for NULL lists, flattened values) of a list array."""
+    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
+    return lengths.astype(np.int64), arr.flatten()
+
+
+def _text_cells(arr: pa.Array, col: Mapping[str, Any]) -> pa.Array:
+    """TABLEDATA cell contents (escaped) as a string array; NULL stays NULL."""
+    t = arr.type
+    if pa.types.is_boolean(t):
+        return pc.if_else(arr, "T", "F")
+    if pa.types.is_floating(t):
+        return _float_text(arr)
+    if pa.types.is_integer(t):
+        return arr.cast(pa.string())
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        lengths, values = _list_parts(arr)
+        if pa.types.is_floating(values.type):
+            vtext = _float_text(values)
+        elif pa.types.is_boolean(values.type):
+            vtext = pc.if_else(values, "T", "F")
+        else:
+            vtext = values.cast(pa.string())
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        mask = arr.is_null()
+        lists = pa.ListArray.from_arrays(pa.array(offsets), vtext,
+                                         mask=mask if arr.null_count else None)
+        return pc.binary_join(lists, " ")
+    return _escape_text(_string_view(arr).cast(pa.string()))
+
+
+# BINARY2 encoders return either ("fixed", uint8[n, w]) or ("var", counts, flat uint8 bytes,
+# byte lengths per row).
+def _fixed_numeric(arr: pa.Array, dtype: str, count: int, n: int) -> np.ndarray:
+    t = arr.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        lengths, values = _list_parts(arr)
+        out = np.zeros((n, count), dtype=dtype)
+        vals = values.fill_null(0).to_numpy(zero_copy_only=False)
+        full = lengths == count
+        if full.all():
+            out[:] = vals.reshape(n, count)
+        else:                                   # NULL (or short) rows: zero-filled, flagged
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+            for i in np.flatnonzero(lengths):
+                k = min(int(lengths[i]), count)
+                out[i, :k] = vals[starts[i]:starts[i] + k]
+        return out.view(np.uint8).reshape(n, -1)
+    if pa.types.is_boolean(t):
+        vals = arr.fill_null(False).to_numpy(zero_copy_only=False)
+    else:
+        vals = arr.fill_null(0).to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(vals.astype(dtype, copy=False)).view(np.uint8).reshape(n, -1)
+
+
+def _string_bytes(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(byte lengths, flat UTF-8 bytes) of a string array, NULL as empty."""
+    arr = arr.cast(pa.string())
+    if arr.null_count:
+        arr = arr.fill_null("")
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    flat = (np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
+            if data is not None else np.zeros(0, np.uint8))
+    return np.diff(offsets).astype(np.int64), flat
+
+
+def _binary_column(arr: pa.Array, col: Mapping[str, Any], n: int):
+    datatype = col["datatype"]
+    count = _is_fixed(col.get("arraysize"))
+    if datatype == "boolean":
+        t = arr.type
+        vals = arr.fill_null(False).to_numpy(zero_copy_only=False)
+        if pa.types.is_list(t) or pa.types.is_fixed_size_list(t):
+            raise NotImplementedError("boolean arrays are not supported")
+        return ("fixed", np.where(vals, np.uint8(ord("T")), np.uint8(ord("F"))).reshape(n, 1))
+    if datatype in _NUMERIC:
+        dtype = _NUMERIC[datatype]
+        t = arr.type
+        is_list = pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+        if count is not None:
+            return ("fixed", _fixed_numeric(arr, dtype, count, n))
+        if not is_list:                              # scalar declared with "*": count 1
+            return ("var", np.ones(n, np.int64), _fixed_numeric(arr, dtype, 1, n).ravel(),
+                    np.full(n, np.dtype(dtype).itemsize, np.int64))
+        lengths, values = _list_parts(arr)
+        flat = values.fill_null(0).to_numpy(zero_copy_only=False).astype(dtype)
+        return ("var", lengths, flat.view(np.uint8), lengths * np.dtype(dtype).itemsize)
+    if datatype in _STRINGS:
+        text = _string_view(arr)
+        if datatype == "char":
+            if count is None:
+                nbytes, flat = _string_bytes(text)
+                return ("var", nbytes, flat, nbytes)
+            if pa.types.is_string(text.type) or pa.types.is_large_string(text.type):
+                text = text.cast(pa.binary())
+            objs = text.fill_null(b"").to_numpy(zero_copy_only=False)
+            fixed = np.array(objs, dtype=f"S{count}")            # NUL-padded / truncated
+            return ("fixed", fixed.view(np.uint8).reshape(n, count))
+        pieces = [s.encode("utf-16-be") for s in
+                  text.cast(pa.string()).fill_null("").to_pylist()]
+        if count is None:
+            nbytes = np.fromiter(map(len, pieces), dtype=np.int64, count=n)
+            flat = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+            return ("var", nbytes // 2, flat, nbytes)
+        fixed = np.array(pieces, dtype=f"S{2 * count}")
+        return ("fixed", fixed.view(np.uint8).reshape(n, 2 * count))
+    raise ValueError(f"unsupported VOTable datatype {datatype!r}")
+
+
+def _binary2_chunk(batch: pa.RecordBatch, columns: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """The BINARY2 bytes of one chunk of rows, as a flat uint8 array."""
+    n = batch.num_rows
+    ncol = len(columns)
+    nb = (ncol + 7) // 8
+    flags = np.zeros((n, nb * 8), dtype=bool)
+    for j in range(ncol):
+        a = batch.column(j)
+        if a.null_count:
+            flags[:, j] = a.is_null().to_numpy(zero_copy_only=False)
+    bitmap = np.packbits(flags, axis=1, bitorder="big")
+    encoded = [_binary_column(batch.column(j), columns[j], n) for j in range(ncol)]
+
+    if all(e[0] == "fixed" for e in encoded):         # constant row width: 2-D slices
+        width = nb + sum(e[1].shape[1] for e in encoded)
+        buf = np.empty((n, width), dtype=np.uint8)
+        buf[:, :nb] = bitmap
+        pos = nb
+        for _, block in encoded:
+            w = block.shape[1]
+            buf[:, pos:pos + w] = block
+            pos += w
+        return buf.reshape(-1)
+
+    row_len = np.full(n, nb, dtype=np.int64)
+    for e in encoded:
+        row_len += e[1].shape[1] if e[0] == "fixed" else 4 + e[3]
+    row_start = np.zeros(n, dtype=np.int64)
+    np.cumsum(row_len[:-1], out=row_start[1:])
+    buf = np.empty(int(row_len.sum()), dtype=np.uint8)
+
+    def scatter(starts: np.ndarray, block: np.ndarray) -> None:
+        w = block.shape[1]
+        if w:
+            buf[(starts[:, None] + np.arange(w)).ravel()] = block.ravel()
+
+    scatter(row_start, bitmap)
+    cursor = row_start + nb
+    for e in encoded:
+        if e[0] == "fixed":
+            scatter(cursor, e[1])
+            cursor = cursor + e[1].shape[1]
+            continue
+        _, counts, flat, nbytes = e
+        scatter(cursor, counts.astype(">i4").view(np.uint8).reshape(n, 4))
+        cursor = cursor + 4
+        total = int(nbytes.sum())
+        if total:
+            src_start = np.zeros(n, dtype=np.int64)
+            np.cumsum(nbytes[:-1], out=src_start[1:])
+            dest = np.repeat(cursor - src_start, nbytes) + np.arange(total)
+            buf[dest] = flat[:total]
+        cursor = cursor + nbytes
+    return buf
+
+
+def _tabledata_chunk(batch: pa.RecordBatch, columns: Sequence[Mapping[str, Any]]) -> memoryview:
+    """The ``<TR>`` lines of one chunk of rows, as UTF-8 bytes."""
+    cells = [_text_cells(batch.column(j), col) for j, col in enumerate(columns)]
+    if not cells:                                    # zero-column table
+        return memoryview(b"<TR></TR>\n" * batch.num_rows)
+    nulls = any(c.null_count for c in cells)
+    inner = pc.binary_join_element_wise(*cells, "</TD><TD>", null_handling="replace",
+                                        null_replacement="")
+    rows = pc.binary_join_element_wise(pa.scalar("<TR><TD>"), inner, pa.scalar("</TD></TR>\n"),
+                                       "")
+    if nulls:                                        # NULL is an empty TD (so is "")
+        rows = pc.replace_substring(rows, "<TD></TD>", "<TD/>")
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset:rows.offset + len(rows) + 1]
+    return memoryview(rows.buffers()[2])[offsets[0]:offsets[-1]]
+
+
+class _Base64Stream:
+    """Incremental base64 in 76-character lines, carrying partial 57-byte groups."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self.carry = b""
+
+    def write(self, data: np.ndarray) -> None:
+        head = b""
+        if self.carry:                  # complete the pending line from the new data
+            need = _B64_LINE - len(self.carry)
+            head = self.carry + data[:need].tobytes()
+            data = data[need:]
+            if len(head) < _B64_LINE:
+                self.carry = head
+                return
+            self.out.write(binascii.b2a_base64(head))
+        full = len(data) - len(data) % _B64_LINE
+        self.carry = data[full:].tobytes()
+        if not full:
+            return
+        text = np.frombuffer(binascii.b2a_base64(data[:full], newline=False),
+                             dtype=np.uint8).reshape(-1, 76)
+        lines = np.empty((text.shape[0], 77), dtype=np.uint8)
+        lines[:, :76] = text
+        lines[:, 76] = 10
+        self.out.write(lines)
+
+    def close(self) -> None:
+        if self.carry:
+            self.out.write(binascii.b2a_base64(self.carry))
+            self.carry = b""
+
+
+def _chunks(batches: Iterable[pa.RecordBatch]):
+    for batch in batches:
+        if isinstance(batch, pa.Table):
+            yield from _chunks(batch.to_batches(max_chunksize=CHUNK_ROWS))
+            continue
+        for start in range(0, batch.num_rows, CHUNK_ROWS):
+            yield batch.slice(start, CHUNK_ROWS)
+
+
+def write_votable(batches: Iterable[pa.RecordBatch], columns: Sequence[Mapping[str, Any]],
+                  out: BinaryIO, *, encoding: str = "tabledata", overflow: bool = False,
+                  infos: Iterable[Any] = (), resource_infos: Iterable[Any] = ()) -> int:
+    """Stream a VOTable 1.5 results document to the binary file-like *out*.
+
+    *batches* are record batches sharing one schema whose columns match *columns* in order;
+    each entry of *columns* is a dict with ``name``, ``datatype`` (VOTable primitive),
+    ``arraysize`` (None, ``"N"``, ``"N*"``, ``"*"``), ``unit``, ``ucd``, ``utype``,
+    ``xtype`` and ``description`` (empty values are left out of the FIELD).
+    *encoding* is ``"tabledata"`` or ``"binary2"``. ``overflow=True`` appends
+    ``<INFO name="QUERY_STATUS" value="OVERFLOW"/>`` after ``</TABLE>`` (the caller
+    truncated the result at MAXREC).  *infos* go under VOTABLE before the RESOURCE,
+    *resource_infos* inside the RESOURCE after ``QUERY_STATUS``; each is ``(name, value)``,
+    ``(name, value, content)`` or a mapping with those keys.
+
+    If reading or encoding the batches fails after output started, the document is
+    closed well-formed with a trailing ``QUERY_STATUS=ERROR`` INFO (DALI §4.4.2) and the
+    exception is re-raised.  Returns the number of rows written.
+    """
+    encoding = encoding.lower()
+    if encoding not in ("tabledata", "binary2"):
+        raise ValueError(f"unknown VOTable encoding {encoding!r}")
+    columns = list(columns)
+    head = [_head()]
+    head += [_info(i) for i in infos]
+    head.append('<RESOURCE type="results">\n<INFO name="QUERY_STATUS" value="OK"/>\n')
+    head += [_info(i) for i in resource_infos]
+    head.append("<TABLE>\n")
+    head += [_field(c) for c in columns]
+    head.append("<DATA><TABLEDATA>\n" if encoding == "tabledata"
+                else '<DATA><BINARY2><STREAM encoding="base64">\n')
+    out.write("".join(head).encode("utf-8"))
+
+    rows = 0
+    error: BaseException | None = None
+    b64 = _Base64Stream(out) if encoding == "binary2" else None
+    try:
+        for chunk in _chunks(batches):
+            if chunk.num_columns != len(columns):
+                raise ValueError(f"batch has {chunk.num_columns} columns, "
+                                 f"metadata describes {len(columns)}")
+            if not chunk.num_rows:
+                continue
+            if b64 is None:
+                out.write(_tabledata_chunk(chunk, columns))
+            else:
+                b64.write(_binary2_chunk(chunk, columns))
+            rows += chunk.num_rows
+    except Exception as exc:                          # noqa: BLE001 - re-raised below
+        error = exc
+    tail = []
+    if b64 is not None:
+        b64.close()
+        tail.append("</STREAM></BINARY2></DATA>\n</TABLE>\n")
+    else:
+        tail.append("</TABLEDATA></DATA>\n</TABLE>\n")
+    if error is not None:
+        tail.append(_info(("QUERY_STATUS", "ERROR", f"{type(error).__name__}: {error}")))
+    elif overflow:
+        tail.append('<INFO name="QUERY_STATUS" value="OVERFLOW"/>\n')
+    tail.append("</RESOURCE>\n</VOTABLE>\n")
+    out.write("".join(tail).encode("utf-8"))
+    if error is not None:
+        raise error
+    return rows
