@@ -181,14 +181,11 @@ def _healpix_index(order, lon, lat):
     valid &= ~missing
     out = np.zeros(len(lon_a), dtype=np.int64)
     if valid.any():
-        import astropy.units as u
-        from astropy.coordinates import Latitude, Longitude
-        from cdshealpix.nested import lonlat_to_healpix
+        from diavo.server.archive.store import healpix_index
 
         for depth in np.unique(order[valid]):
             sel = valid & (order == depth)
-            out[sel] = lonlat_to_healpix(Longitude(lon_a[sel] % 360.0, u.deg), Latitude(lat_a[sel], u.deg),
-                                         int(depth))
+            out[sel] = healpix_index(lon_a[sel] % 360.0, lat_a[sel], int(depth))
     return pa.array(out, mask=~valid)
 
 
