@@ -17,7 +17,8 @@ from . import nodes as n
 from .errors import ADQLError
 from .functions import AGGREGATES, CATALOGUE, UDFS
 
-__all__ = ["Checked", "EType", "OutCol", "ScopeCol", "check", "quote", "upload_relation", "UPLOAD_SCHEMA"]
+__all__ = ["Checked", "EType", "OutCol", "ScopeCol", "check", "quote", "upload_relation", "UPLOAD_SCHEMA",
+           "metadata_relation", "METADATA_SCHEMA"]
 
 UPLOAD_SCHEMA = "TAP_UPLOAD"
 
@@ -43,6 +44,16 @@ def upload_relation(name: str) -> str:
     """The DuckDB relation that must hold the upload TAP_UPLOAD.<name>: a temporary view or table
     (e.g. ``con.register(upload_relation(name), arrow_table)``; read-only connections allow it)."""
     return f"tap_upload__{name}"
+
+
+METADATA_SCHEMA = "TAP_SCHEMA"
+
+
+def metadata_relation(name: str) -> str:
+    """The DuckDB relation that holds TAP_SCHEMA.<name>. TAP_SCHEMA is generated from the data
+    model when the engine opens, not stored in the catalog, so it always describes the running
+    code's model; engines register its rows under this name, as they do uploads."""
+    return f"tap_schema__{name.lower()}"
 
 
 def quote(name: str) -> str:
@@ -455,7 +466,10 @@ class _Checker:
             schema_name = UPLOAD_SCHEMA
         else:
             table = self.model_table(parts, ref)
-            relation = f"{quote(table.schema)}.{quote(table.name)}"
+            if table.schema.upper() == METADATA_SCHEMA:
+                relation = quote(metadata_relation(table.name))
+            else:
+                relation = f"{quote(table.schema)}.{quote(table.name)}"
             qualified = table.qualified_name
             schema_name = table.schema
         sql = self.sql_alias(ref.alias.text if ref.alias else table.name)

@@ -6,7 +6,7 @@ and an adapter implementing ``Engine``; nothing above this layer changes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 
 class EngineError(RuntimeError):
@@ -48,10 +48,69 @@ class ResultSet:
     stats: dict = field(default_factory=dict)
 
 
+class ResultStream:
+    """Result rows as Arrow batches, read lazily so output can be written with constant memory.
+
+    Yields at most ``maxrec`` rows; ``overflow`` tells, once iteration has finished, whether the
+    query had more. ``close`` releases the engine's resources (idempotent; iteration's end calls
+    it too). Iteration may raise EngineError / QueryTimeout / QueryAborted midway.
+    """
+
+    def __init__(self, batches: Iterator, schema, columns: list[dict], maxrec: int | None,
+                 on_close=None) -> None:
+        self._batches = batches
+        self.schema = schema
+        self.columns = columns
+        self.maxrec = maxrec
+        self.rows = 0
+        self.overflow = maxrec == 0
+        self._on_close = on_close
+        self._closed = False
+        self._maps: list = []
+
+    def map(self, fn) -> "ResultStream":
+        """Apply ``fn(batch) -> batch`` (same schema) to every batch; e.g. rewriting URLs."""
+        self._maps.append(fn)
+        return self
+
+    def _mapped(self, batch):
+        for fn in self._maps:
+            batch = fn(batch)
+        return batch
+
+    def __iter__(self) -> Iterator:
+        try:
+            if self.maxrec == 0:
+                return
+            for batch in self._batches:
+                if self.maxrec is not None and self.rows + batch.num_rows > self.maxrec:
+                    keep = self.maxrec - self.rows
+                    if keep:
+                        self.rows += keep
+                        yield self._mapped(batch.slice(0, keep))
+                    self.overflow = True
+                    return
+                if batch.num_rows:
+                    self.rows += batch.num_rows
+                    yield self._mapped(batch)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._on_close is not None:
+                self._on_close()
+
+
 class Engine(Protocol):
     name: str
 
-    def execute(self, query: EngineQuery, limits: Limits, cancel: "Cancel | None" = None) -> ResultSet: ...
+    def execute(self, query: EngineQuery, limits: Limits, cancel: "Cancel | None" = None,
+                uploads: dict | None = None) -> ResultSet: ...
+
+    def stream(self, query: EngineQuery, limits: Limits, cancel: "Cancel | None" = None,
+               uploads: dict | None = None) -> ResultStream: ...
 
     def close(self) -> None: ...
 

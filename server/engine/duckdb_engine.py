@@ -1,101 +1,165 @@
 """The embedded engine: DuckDB on the archive's catalog file, opened read-only.
 
 User queries run on cursors of one read-only database handle, each with the ADQL geometry
-functions installed, a timer that interrupts it at the execution-duration limit, and a streaming
-Arrow reader that stops after MAXREC+1 rows, so an overflowing result never fills memory.
+functions and TAP_SCHEMA installed, a timer that interrupts it at the execution-duration limit,
+and a streaming Arrow reader that stops after MAXREC+1 rows, so an overflowing result never fills
+memory. Cursors live in a pool: a query (or a stream being written out) holds one until it ends,
+so two queries never share a cursor and ``interrupt`` stops exactly one query.
 """
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from pathlib import Path
 
-from diavo.server.engine.base import Cancel, EngineError, EngineQuery, Limits, QueryAborted, QueryTimeout, ResultSet
+from diavo.server.engine.base import (Cancel, EngineError, EngineQuery, Limits, QueryAborted, QueryTimeout,
+                                      ResultSet, ResultStream)
 
 
 class DuckDBEngine:
     name = "duckdb"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, model=None):
         import duckdb
 
+        from diavo.server.adql import functions, geometry
         from diavo.server.archive import store
 
+        if model is None:
+            from diavo.server.archive.model import load_model
+
+            model = load_model()
+        self._model = model
         # store.connect opens the catalog read-only with external access disabled: defence in
         # depth behind the ADQL translator (no writes, no files or URLs reachable from SQL).
-        from diavo.server.adql import functions, geometry
-
         self._db = store.connect(Path(root), read_only=True)
         self._duckdb = duckdb
         # Python UDFs die with the connection that registered them: register them on this
-        # long-lived handle; cursors only add their own temp macros.
+        # long-lived handle; cursors only add their own temp macros and registered relations.
         geometry.register_udfs(self._db)
         functions.register(self._db)
-        self._local = threading.local()
-        self._cursors: list = []
+        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self._all: list = []
+        self._lock = threading.Lock()
 
-    def _cursor(self):
-        """This thread's cursor, made once with the temp macros installed (installing them
-        costs more than a cone query). One cursor per worker thread: a cursor runs one query
-        at a time, and ``interrupt`` stops exactly that thread's query."""
-        cur = getattr(self._local, "cursor", None)
-        if cur is None:
-            from diavo.server.adql import geometry
+    # ---------------------------------------------------------------- cursors
+    def _new_cursor(self):
+        from diavo.server.adql import geometry
+        from diavo.server.adql.check import metadata_relation
+        from diavo.server.archive.tap_schema import cached_tap_schema_tables
 
-            cur = self._db.cursor()
-            geometry.register_macros(cur)
-            self._local.cursor = cur
-            self._cursors.append(cur)
+        cur = self._db.cursor()
+        geometry.register_macros(cur)  # costs more than a cone query: done once per cursor
+        for name, table in cached_tap_schema_tables(self._model).items():
+            cur.register(metadata_relation(name), table)
+        with self._lock:
+            self._all.append(cur)
         return cur
 
-    def execute(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None) -> ResultSet:
-        import pyarrow as pa
+    def _acquire(self):
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return self._new_cursor()
 
-        cur = self._cursor()
+    def _release(self, cur, uploads) -> None:
+        from diavo.server.adql.check import upload_relation
+
+        for name in uploads or ():
+            try:
+                cur.unregister(upload_relation(name))
+            except self._duckdb.Error:
+                pass
+        self._idle.put(cur)
+
+    # ---------------------------------------------------------------- queries
+    def stream(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
+               uploads: dict | None = None) -> ResultStream:
+        """Start the query and return its rows as a lazy stream (the cursor is held until the
+        stream is exhausted or closed). Errors found while planning raise here, before any row."""
+        from diavo.server.adql.check import upload_relation
+
+        cur = self._acquire()
         timed_out = threading.Event()
 
         def on_timeout() -> None:
             timed_out.set()
             cur.interrupt()
 
-        timer = threading.Timer(limits.timeout_s, on_timeout)
-        timer.daemon = True
-        if cancel is not None:
-            cancel.bind(cur.interrupt)
-        t0 = time.perf_counter()
-        timer.start()
+        timer = threading.Timer(limits.timeout_s, on_timeout) if limits.timeout_s else None
+        released = threading.Event()
+
+        def release() -> None:
+            if released.is_set():
+                return
+            released.set()
+            if timer is not None:
+                timer.cancel()
+            if cancel is not None:
+                cancel.unbind(cur.interrupt)
+            self._release(cur, uploads)
+
+        def translate_error(exc: BaseException) -> Exception:
+            if isinstance(exc, self._duckdb.InterruptException):
+                if timed_out.is_set():
+                    return QueryTimeout(f"query exceeded the execution duration of {limits.timeout_s:g} s")
+                return QueryAborted("query aborted")
+            return EngineError(str(exc).split("\n")[0])
+
         try:
+            for name, table in (uploads or {}).items():
+                cur.register(upload_relation(name), table)
+            if cancel is not None:
+                cancel.bind(cur.interrupt)
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
             rel = cur.sql(query.sql, params=list(query.params) or None)
             if rel is None:
                 raise EngineError("the statement returned no rows")
-            want = None if limits.maxrec is None else limits.maxrec + 1
             reader = rel.to_arrow_reader(limits.batch_rows)
-            batches, n = [], 0
-            while want is None or n < want:
+        except self._duckdb.Error as exc:
+            release()
+            raise translate_error(exc) from exc
+        except BaseException:
+            release()
+            raise
+
+        def batches():
+            while True:
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
-                    break
-                batches.append(batch)
-                n += batch.num_rows
-            table = pa.Table.from_batches(batches, schema=reader.schema)
-        except self._duckdb.InterruptException as exc:
-            if timed_out.is_set():
-                raise QueryTimeout(f"query exceeded the execution duration of {limits.timeout_s:g} s") from exc
-            raise QueryAborted("query aborted") from exc
-        except self._duckdb.Error as exc:
-            raise EngineError(str(exc).split("\n")[0]) from exc
+                    return
+                except self._duckdb.Error as exc:
+                    raise translate_error(exc) from exc
+                except Exception as exc:  # pyarrow surfaces DuckDB interrupts as its own errors
+                    if timed_out.is_set():
+                        raise QueryTimeout(f"query exceeded the execution duration of {limits.timeout_s:g} s") from exc
+                    if cancel is not None and cancel.cancelled:
+                        raise QueryAborted("query aborted") from exc
+                    raise EngineError(str(exc).split("\n")[0]) from exc
+                yield batch
+
+        return ResultStream(batches(), reader.schema, list(query.columns), limits.maxrec, on_close=release)
+
+    def execute(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
+                uploads: dict | None = None) -> ResultSet:
+        import pyarrow as pa
+
+        t0 = time.perf_counter()
+        stream = self.stream(query, limits, cancel, uploads)
+        try:
+            batches = list(stream)
         finally:
-            timer.cancel()
-            if cancel is not None:
-                cancel.unbind(cur.interrupt)
-        overflow = limits.maxrec is not None and table.num_rows > limits.maxrec
-        if overflow:
-            table = table.slice(0, limits.maxrec)
-        return ResultSet(table=table, columns=list(query.columns), overflow=overflow,
+            stream.close()
+        table = pa.Table.from_batches(batches, schema=stream.schema)
+        return ResultSet(table=table, columns=list(query.columns), overflow=stream.overflow,
                          elapsed_s=time.perf_counter() - t0)
 
     def close(self) -> None:
-        for cur in self._cursors:
-            cur.close()
+        with self._lock:
+            for cur in self._all:
+                cur.close()
         self._db.close()

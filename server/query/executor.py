@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diavo.server.engine.base import Cancel, Engine, EngineQuery, Limits, ResultSet
+from diavo.server.engine.base import Cancel, Engine, EngineQuery, Limits, ResultSet, ResultStream
 
 
 @dataclass
@@ -17,13 +17,30 @@ class QueryService:
     engine: Engine
 
     def translate(self, adql: str, uploads=None) -> EngineQuery:
+        """``uploads`` maps TAP_UPLOAD names to model Tables (the checker's view of them)."""
         from diavo.server.adql.to_duckdb import translate
 
         t = translate(adql, self.model, uploads=uploads)
         return EngineQuery(sql=t.sql, params=tuple(t.params), columns=tuple(t.columns))
 
     def run(self, adql: str, limits: Limits, cancel: Cancel | None = None, uploads=None) -> ResultSet:
-        return self.engine.execute(self.translate(adql, uploads), limits, cancel)
+        """``uploads`` maps TAP_UPLOAD names to objects with ``.table`` (model) and ``.data`` (Arrow)."""
+        tables, data = _split(uploads)
+        return self.engine.execute(self.translate(adql, tables), limits, cancel, data)
+
+    def stream(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
+               uploads=None) -> ResultStream:
+        _, data = _split(uploads)
+        return self.engine.stream(query, limits, cancel, data)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def _split(uploads) -> tuple[dict | None, dict | None]:
+    if not uploads:
+        return None, None
+    return ({k: u.table for k, u in uploads.items()}, {k: u.data for k, u in uploads.items()})
 
 
 def open_service(root) -> QueryService:
@@ -33,4 +50,5 @@ def open_service(root) -> QueryService:
     from diavo.server.archive.model import load_model
     from diavo.server.engine.duckdb_engine import DuckDBEngine
 
-    return QueryService(model=load_model(), engine=DuckDBEngine(Path(root)))
+    model = load_model()
+    return QueryService(model=model, engine=DuckDBEngine(Path(root), model))
