@@ -31,18 +31,41 @@ def _cmd_demo_build(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    """Build the default demo archive if it is missing (serving arrives with the TAP service)."""
+    """Build the default demo archive if it is missing, then serve it (the README's first command)."""
     _need_server_extra()
     from diavo.server.archive.store import MANIFEST
 
     root = Path(args.dir or os.environ.get("DIAVO_DEMO_DIR", DEFAULT_DEMO_DIR))
     if (root / MANIFEST).exists():
-        print(f"demo archive ready in {root}")
-        return 0
-    from diavo.server.archive.demo.build import build_demo
+        print(f"demo archive ready in {root}", flush=True)
+    else:
+        from diavo.server.archive.demo.build import build_demo
 
-    out = build_demo(root, scale=args.scale, seed=args.seed)
-    print(f"demo archive built in {root}: {json.dumps(out)}")
+        out = build_demo(root, scale=args.scale, seed=args.seed,
+                         base_url=args.base_url or f"http://{args.host}:{args.port}")
+        print(f"demo archive built in {root}: {json.dumps(out)}", flush=True)
+    if args.no_serve:
+        return 0
+    args.dir = str(root)
+    return _cmd_serve(args)
+
+
+def _cmd_serve(args) -> int:
+    _need_server_extra()
+    from diavo.server.app import serve
+    from diavo.server.archive.store import MANIFEST, Manifest
+    from diavo.server.settings import from_environment
+
+    root = Path(args.dir)
+    if not (root / MANIFEST).is_file():
+        raise FileNotFoundError(f"no archive in {root} (missing {MANIFEST}); build one with 'diavo demo build {root}'")
+    Manifest.read(root)  # refuses an archive of another format with a one-line message
+    settings = from_environment(root, host=args.host, port=args.port, base_url=args.base_url,
+                                state_dir=Path(args.state_dir) if getattr(args, "state_dir", None) else None,
+                                workers=getattr(args, "workers", None))
+    print(f"diavo serving {root} at {settings.base_url or f'http://{settings.host}:{settings.port}'}/ "
+          f"(TAP: /tap)", flush=True)
+    serve(settings, log_level=args.log_level)
     return 0
 
 
@@ -151,10 +174,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diavo", description="TAP/SIA service and tools for Rubin-style difference images")
     sub = p.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="build (and later serve) the demo archive")
+    def serve_options(sp, with_state: bool = True) -> None:
+        sp.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+        sp.add_argument("--port", type=int, default=8000)
+        sp.add_argument("--base-url", default=None,
+                        help="public base URL written into every link (default: from the request, "
+                             "honouring X-Forwarded-* headers)")
+        sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        if with_state:
+            sp.add_argument("--state-dir", default=None, help="UWS job store (default DIR/uws)")
+            sp.add_argument("--workers", type=int, default=None, help="async job worker threads")
+
+    srv = sub.add_parser("serve", help="serve an archive over TAP (and the other VO protocols)")
+    srv.add_argument("dir")
+    serve_options(srv)
+    srv.set_defaults(func=_cmd_serve)
+
+    demo = sub.add_parser("demo", help="build the demo archive if missing, then serve it")
     demo.add_argument("--dir", help=f"archive directory (default $DIAVO_DEMO_DIR or ./{DEFAULT_DEMO_DIR})")
     demo.add_argument("--scale", choices=["small", "dp1"], default="small")
     demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--no-serve", action="store_true", help="only build the archive")
+    serve_options(demo)
     demo.set_defaults(func=_cmd_demo)
     demo_sub = demo.add_subparsers(dest="demo_command")
     b = demo_sub.add_parser("build", help="build a deterministic DP1-like demo archive into DIR")

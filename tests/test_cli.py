@@ -117,7 +117,7 @@ def test_demo_builds_once_then_says_ready(work):
     root = work / "default-demo"
     assert not root.exists()
     t0 = time.perf_counter()
-    first = run("demo", "--dir", root, cwd=work)
+    first = run("demo", "--dir", root, "--no-serve", cwd=work)
     t_first = time.perf_counter() - t0
     assert first.returncode == 0, first.stderr
     _no_traceback(first)
@@ -129,7 +129,7 @@ def test_demo_builds_once_then_says_ready(work):
     assert not (work / "diavo-demo").exists()
 
     t0 = time.perf_counter()
-    second = run("demo", "--dir", root, cwd=work)
+    second = run("demo", "--dir", root, "--no-serve", cwd=work)
     t_second = time.perf_counter() - t0
     assert second.returncode == 0, second.stderr
     assert "ready" in second.stdout, second.stdout

@@ -115,10 +115,16 @@ class DuckDBEngine:
             if timer is not None:
                 timer.daemon = True
                 timer.start()
+            # An abort that lands before DuckDB starts the statement interrupts nothing: look at
+            # the flag on both sides of the call.
+            if cancel is not None and cancel.cancelled:
+                raise QueryAborted("query aborted")
             rel = cur.sql(query.sql, params=list(query.params) or None)
             if rel is None:
                 raise EngineError("the statement returned no rows")
             reader = rel.to_arrow_reader(limits.batch_rows)
+            if cancel is not None and cancel.cancelled:
+                raise QueryAborted("query aborted")
         except self._duckdb.Error as exc:
             release()
             raise translate_error(exc) from exc
@@ -128,6 +134,8 @@ class DuckDBEngine:
 
         def batches():
             while True:
+                if cancel is not None and cancel.cancelled:
+                    raise QueryAborted("query aborted")
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:

@@ -18,23 +18,41 @@ built per chunk with Arrow compute kernels / numpy, not per row in Python:
 
 VOTable 1.4 and 1.5 still use the 1.3 namespace, ``http://www.ivoa.net/xml/VOTable/v1.3``.
 
-``char`` is written as UTF-8 bytes in BINARY2 (ASCII in practice; use ``unicodeChar`` for
-text that may hold non-ASCII characters, which is written as UTF-16BE).
+Text: VOTable ``char`` is 7-bit ASCII. astropy's BINARY2 reader decodes it as ASCII (one
+non-ASCII byte makes the whole document unreadable) and warns (W55) about non-ASCII TABLEDATA,
+while a streaming writer cannot know, when the FIELDs go out, whether a later row will hold
+non-ASCII text (so it cannot switch the column to ``unicodeChar``). So every non-ASCII
+character of a ``char`` column is written as ``?``, in both serialisations alike, keeping the
+declared metadata and one byte per character. Columns meant for arbitrary text should be
+declared ``unicodeChar`` (Felis ``unicode``), which is carried losslessly (BINARY2 as UTF-16BE).
+CSV, TSV and Parquet, having no such distinction, keep the text as it is.
+
+Nulls: empty ``<TD/>`` in TABLEDATA (all-``NaN`` for a fixed-size floating-point array such
+as ``point``/``circle``, since an empty cell is not a valid fixed-size array); the null-flag
+bitmap in BINARY2.
+
+*version* defaults to 1.5; the TAP service writes 1.4 (``formats.VOTABLE_VERSION``) since
+the validators in use (STILTS 3.4 ``votlint``/``taplint``) reject 1.5 as unknown, and the
+document content is the same.
 """
 from __future__ import annotations
 
 import binascii
-from typing import Any, BinaryIO, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from diavo.server.output.cells import (ascii_only, fixed_count, fixed_width, is_list,
+                                       list_parts, list_text, normalise, scalar_text,
+                                       string_bytes, string_view)
+
 __all__ = ["write_votable", "error_votable", "VOTABLE_NS", "CHUNK_ROWS"]
 
 VOTABLE_VERSION = "1.5"
 VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
-SCHEMA_LOCATION = VOTABLE_NS + " http://www.ivoa.net/xml/VOTable/VOTable-1.5.xsd"
+_SCHEMAS = "http://www.ivoa.net/xml/VOTable/VOTable-{}.xsd"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 
 #: Rows encoded at once; larger input batches are sliced to this size.
@@ -78,10 +96,11 @@ def _info(item: Any) -> str:
     return head + "/>\n"
 
 
-def _head() -> str:
+def _head(version: str = VOTABLE_VERSION) -> str:
+    location = f"{VOTABLE_NS} {_SCHEMAS.format(version)}"
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<VOTABLE version="{VOTABLE_VERSION}" xmlns="{VOTABLE_NS}" '
-            f'xmlns:xsi="{XSI_NS}" xsi:schemaLocation="{SCHEMA_LOCATION}">\n')
+            f'<VOTABLE version="{_attr(version)}" xmlns="{VOTABLE_NS}" '
+            f'xmlns:xsi="{XSI_NS}" xsi:schemaLocation="{location}">\n')
 
 
 def _field(col: Mapping[str, Any]) -> str:
@@ -97,46 +116,15 @@ def _field(col: Mapping[str, Any]) -> str:
     return "".join(parts) + "/>\n"
 
 
-def error_votable(message: str) -> bytes:
+def error_votable(message: str, version: str = VOTABLE_VERSION) -> bytes:
     """A DALI error document: ``QUERY_STATUS=ERROR`` with *message*, and no TABLE."""
     message = _clean_xml_chars(str(message)).strip() or "Unknown error"
-    return (_head() + '<RESOURCE type="results">\n'
+    return (_head(version) + '<RESOURCE type="results">\n'
             f'<INFO name="QUERY_STATUS" value="ERROR">{_esc(message)}</INFO>\n'
             "</RESOURCE>\n</VOTABLE>\n").encode("utf-8")
 
 
 # ------------------------------------------------------------------------ column helpers
-def _is_fixed(arraysize: str | None) -> int | None:
-    """The element count of a fixed arraysize (None → 1), or None if variable."""
-    if arraysize is None or arraysize == "":
-        return 1
-    arraysize = str(arraysize)
-    if arraysize.endswith("*"):
-        return None
-    return int(arraysize)
-
-
-def _string_view(arr: pa.Array) -> pa.Array:
-    """Arrow text for timestamps/dates/strings; other types unchanged."""
-    t = arr.type
-    if pa.types.is_timestamp(t):
-        return pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S")
-    if pa.types.is_date(t):
-        return pc.strftime(arr, format="%Y-%m-%d")
-    if pa.types.is_large_string(t) or pa.types.is_dictionary(t):
-        return arr.cast(pa.string())
-    return arr
-
-
-def _float_text(arr: pa.Array) -> pa.Array:
-    text = arr.cast(pa.string())
-    if not pc.all(pc.is_finite(arr)).as_py():           # NaN/Inf present (nulls are skipped)
-        text = pc.replace_substring(text, "nan", "NaN")
-        text = pc.replace_substring(text, "-inf", "-Inf")
-        text = pc.replace_substring(text, "inf", "+Inf")
-    return text
-
-
 _SPECIAL = np.zeros(256, dtype=bool)
 _SPECIAL[[i for i in range(32) if i not in (9, 10)]] = True
 _SPECIAL[[ord("&"), ord("<"), ord(">"), 0xEF]] = True         # 0xEF: U+FFFE/U+FFFF lead
@@ -154,50 +142,33 @@ def _escape_text(arr: pa.Array) -> pa.Array:
     return arr
 
 
-def _list_parts(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
-    """(lengths with 0 for NULL lists, flattened values) of a list array."""
-    lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False)
-    return lengths.astype(np.int64), arr.flatten()
-
-
 def _text_cells(arr: pa.Array, col: Mapping[str, Any]) -> pa.Array:
     """TABLEDATA cell contents (escaped) as a string array; NULL stays NULL."""
+    arr = normalise(arr)
     t = arr.type
-    if pa.types.is_boolean(t):
-        return pc.if_else(arr, "T", "F")
-    if pa.types.is_floating(t):
-        return _float_text(arr)
-    if pa.types.is_integer(t):
-        return arr.cast(pa.string())
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        lengths, values = _list_parts(arr)
-        if pa.types.is_floating(values.type):
-            vtext = _float_text(values)
-        elif pa.types.is_boolean(values.type):
-            vtext = pc.if_else(values, "T", "F")
-        else:
-            vtext = values.cast(pa.string())
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
-        np.cumsum(lengths, out=offsets[1:])
-        mask = arr.is_null()
-        lists = pa.ListArray.from_arrays(pa.array(offsets), vtext,
-                                         mask=mask if arr.null_count else None)
-        return pc.binary_join(lists, " ")
-    return _escape_text(_string_view(arr).cast(pa.string()))
+    if is_list(t):
+        return list_text(arr, col)
+    if pa.types.is_boolean(t) or pa.types.is_floating(t) or pa.types.is_integer(t):
+        return scalar_text(arr)
+    text = scalar_text(arr)
+    return _escape_text(ascii_only(text) if col.get("datatype") == "char" else text)
 
 
 # BINARY2 encoders return either ("fixed", uint8[n, w]) or ("var", counts, flat uint8 bytes,
 # byte lengths per row).
 def _fixed_numeric(arr: pa.Array, dtype: str, count: int, n: int) -> np.ndarray:
     t = arr.type
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        lengths, values = _list_parts(arr)
-        out = np.zeros((n, count), dtype=dtype)
-        vals = values.fill_null(0).to_numpy(zero_copy_only=False)
+    if is_list(t):
+        lengths, values = list_parts(arr)
+        # NULL (or short) rows: flagged, and NaN-filled for floats, VOTable's float null
+        out = np.full((n, count), np.nan if dtype[-2] == "f" else 0, dtype=dtype)
+        vals = _fill(values).to_numpy(zero_copy_only=False)
         full = lengths == count
         if full.all():
             out[:] = vals.reshape(n, count)
-        else:                                   # NULL (or short) rows: zero-filled, flagged
+        elif np.all(full | (lengths == 0)):          # complete rows and NULLs
+            out[full] = vals.reshape(-1, count)
+        else:                                        # short rows: one by one (rare)
             starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
             for i in np.flatnonzero(lengths):
                 k = min(int(lengths[i]), count)
@@ -210,21 +181,17 @@ def _fixed_numeric(arr: pa.Array, dtype: str, count: int, n: int) -> np.ndarray:
     return np.ascontiguousarray(vals.astype(dtype, copy=False)).view(np.uint8).reshape(n, -1)
 
 
-def _string_bytes(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(byte lengths, flat UTF-8 bytes) of a string array, NULL as empty."""
-    arr = arr.cast(pa.string())
-    if arr.null_count:
-        arr = arr.fill_null("")
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
-    data = arr.buffers()[2]
-    flat = (np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
-            if data is not None else np.zeros(0, np.uint8))
-    return np.diff(offsets).astype(np.int64), flat
+def _fill(values: pa.Array) -> pa.Array:
+    """NULL elements inside arrays: NaN for floating point, 0 otherwise."""
+    if not values.null_count:
+        return values
+    return values.fill_null(float("nan") if pa.types.is_floating(values.type) else 0)
 
 
 def _binary_column(arr: pa.Array, col: Mapping[str, Any], n: int):
     datatype = col["datatype"]
-    count = _is_fixed(col.get("arraysize"))
+    count = fixed_count(col.get("arraysize"))
+    arr = normalise(arr)
     if datatype == "boolean":
         t = arr.type
         vals = arr.fill_null(False).to_numpy(zero_copy_only=False)
@@ -234,26 +201,22 @@ def _binary_column(arr: pa.Array, col: Mapping[str, Any], n: int):
     if datatype in _NUMERIC:
         dtype = _NUMERIC[datatype]
         t = arr.type
-        is_list = pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
         if count is not None:
             return ("fixed", _fixed_numeric(arr, dtype, count, n))
-        if not is_list:                              # scalar declared with "*": count 1
+        if not is_list(t):                           # scalar declared with "*": count 1
             return ("var", np.ones(n, np.int64), _fixed_numeric(arr, dtype, 1, n).ravel(),
                     np.full(n, np.dtype(dtype).itemsize, np.int64))
-        lengths, values = _list_parts(arr)
-        flat = values.fill_null(0).to_numpy(zero_copy_only=False).astype(dtype)
+        lengths, values = list_parts(arr)
+        flat = _fill(values).to_numpy(zero_copy_only=False).astype(dtype)
         return ("var", lengths, flat.view(np.uint8), lengths * np.dtype(dtype).itemsize)
     if datatype in _STRINGS:
-        text = _string_view(arr)
-        if datatype == "char":
+        text = string_view(arr)
+        if datatype == "char":                       # ASCII only: see the module docstring
+            text = ascii_only(text.cast(pa.string()))
             if count is None:
-                nbytes, flat = _string_bytes(text)
+                nbytes, flat = string_bytes(text)
                 return ("var", nbytes, flat, nbytes)
-            if pa.types.is_string(text.type) or pa.types.is_large_string(text.type):
-                text = text.cast(pa.binary())
-            objs = text.fill_null(b"").to_numpy(zero_copy_only=False)
-            fixed = np.array(objs, dtype=f"S{count}")            # NUL-padded / truncated
-            return ("fixed", fixed.view(np.uint8).reshape(n, count))
+            return ("fixed", fixed_width(text, count))           # NUL-padded / truncated
         pieces = [s.encode("utf-16-be") for s in
                   text.cast(pa.string()).fill_null("").to_pylist()]
         if count is None:
@@ -363,7 +326,7 @@ class _Base64Stream:
         lines = np.empty((text.shape[0], 77), dtype=np.uint8)
         lines[:, :76] = text
         lines[:, 76] = 10
-        self.out.write(lines)
+        self.out.write(lines.reshape(-1))      # 1-D: len() is the byte count
 
     def close(self) -> None:
         if self.carry:
@@ -381,9 +344,10 @@ def _chunks(batches: Iterable[pa.RecordBatch]):
 
 
 def write_votable(batches: Iterable[pa.RecordBatch], columns: Sequence[Mapping[str, Any]],
-                  out: BinaryIO, *, encoding: str = "tabledata", overflow: bool = False,
-                  infos: Iterable[Any] = (), resource_infos: Iterable[Any] = ()) -> int:
-    """Stream a VOTable 1.5 results document to the binary file-like *out*.
+                  out: BinaryIO, *, encoding: str = "tabledata",
+                  overflow: bool | Callable[[], bool] = False, infos: Iterable[Any] = (),
+                  resource_infos: Iterable[Any] = (), version: str = VOTABLE_VERSION) -> int:
+    """Stream a VOTable results document (version *version*) to the binary file-like *out*.
 
     *batches* are record batches sharing one schema whose columns match *columns* in order;
     each entry of *columns* is a dict with ``name``, ``datatype`` (VOTable primitive),
@@ -391,8 +355,10 @@ def write_votable(batches: Iterable[pa.RecordBatch], columns: Sequence[Mapping[s
     ``xtype`` and ``description`` (empty values are left out of the FIELD).
     *encoding* is ``"tabledata"`` or ``"binary2"``. ``overflow=True`` appends
     ``<INFO name="QUERY_STATUS" value="OVERFLOW"/>`` after ``</TABLE>`` (the caller
-    truncated the result at MAXREC).  *infos* go under VOTABLE before the RESOURCE,
-    *resource_infos* inside the RESOURCE after ``QUERY_STATUS``; each is ``(name, value)``,
+    truncated the result at MAXREC); it may be a zero-argument callable, asked once all
+    batches are consumed (a result stream knows whether it overflowed only then).
+    *infos* go under VOTABLE before the RESOURCE, *resource_infos* inside the RESOURCE
+    after ``QUERY_STATUS``; each is ``(name, value)``,
     ``(name, value, content)`` or a mapping with those keys.
 
     If reading or encoding the batches fails after output started, the document is
@@ -403,7 +369,7 @@ def write_votable(batches: Iterable[pa.RecordBatch], columns: Sequence[Mapping[s
     if encoding not in ("tabledata", "binary2"):
         raise ValueError(f"unknown VOTable encoding {encoding!r}")
     columns = list(columns)
-    head = [_head()]
+    head = [_head(version)]
     head += [_info(i) for i in infos]
     head.append('<RESOURCE type="results">\n<INFO name="QUERY_STATUS" value="OK"/>\n')
     head += [_info(i) for i in resource_infos]
@@ -438,7 +404,7 @@ def write_votable(batches: Iterable[pa.RecordBatch], columns: Sequence[Mapping[s
         tail.append("</TABLEDATA></DATA>\n</TABLE>\n")
     if error is not None:
         tail.append(_info(("QUERY_STATUS", "ERROR", f"{type(error).__name__}: {error}")))
-    elif overflow:
+    elif overflow() if callable(overflow) else overflow:
         tail.append('<INFO name="QUERY_STATUS" value="OVERFLOW"/>\n')
     tail.append("</RESOURCE>\n</VOTABLE>\n")
     out.write("".join(tail).encode("utf-8"))

@@ -1,0 +1,121 @@
+"""The application factory: one Settings in, one Starlette app out; nothing built at import.
+
+The lifespan opens the archive (read-only DuckDB engine), the TAP service and the UWS job
+service, and closes them in reverse order. Every fault renders as a VOTable error document.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from diavo.server.errors import DaliError
+from diavo.server.output.votable import error_votable
+from diavo.server.settings import Settings
+
+log = logging.getLogger("diavo")
+ERROR_TYPE = "application/x-votable+xml"
+
+
+def software() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"diavo/{version('diavo')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "diavo/dev"
+
+
+class ServerHeader:
+    """Names the software in every response (the IVOA SoftID note; taplint checks it)."""
+
+    def __init__(self, app, value: str) -> None:
+        self.app, self.value = app, value.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_header(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
+                headers.append((b"server", self.value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return await self.app(scope, receive, send_with_header)
+
+
+async def _dali_error(request: Request, exc: DaliError) -> Response:
+    if exc.status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.message)
+    else:
+        log.info("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
+    return Response(error_votable(exc.message), status_code=exc.status, media_type=ERROR_TYPE)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    message = exc.detail or "error"
+    if exc.status_code == 404:
+        message = f"no resource at {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    return Response(error_votable(message), status_code=exc.status_code, media_type=ERROR_TYPE,
+                    headers=getattr(exc, "headers", None))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("internal error on %s %s", request.method, request.url.path)
+    return Response(error_votable(f"internal error: {type(exc).__name__}: {exc}"), status_code=500,
+                    media_type=ERROR_TYPE)
+
+
+def create_app(settings: Settings) -> Starlette:
+    from diavo.server.auth import TokenAuth
+    from diavo.server.protocols import examples, landing, tap, uws, vosi
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        from diavo.server.archive.model import load_model
+        from diavo.server.context import AppContext
+        from diavo.server.engine.duckdb_engine import DuckDBEngine
+        from diavo.server.query.executor import QueryService
+        from diavo.server.query.tap import TapService
+        from diavo.server.uws.jobs import JobService
+
+        model = load_model()
+        queries = QueryService(model=model, engine=DuckDBEngine(settings.root, model))
+        tap_service = TapService(settings, queries)
+        jobs = JobService(settings, tap_service.run_job)
+        jobs.start()
+        app.state.ctx = AppContext(settings=settings, model=model, queries=queries, tap=tap_service,
+                                   jobs=jobs, started=dt.datetime.now(dt.timezone.utc))
+        try:
+            yield
+        finally:
+            jobs.stop()
+            queries.close()
+
+    routes = [*landing.routes(), *vosi.routes(), *examples.routes(), *tap.routes(), *uws.routes("/tap/async")]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(ServerHeader, value=software()), Middleware(TokenAuth, settings=settings)],
+        exception_handlers={DaliError: _dali_error, HTTPException: _http_error, Exception: _internal_error},
+    )
+
+
+def serve(settings: Settings, log_level: str = "info") -> None:
+    """Run the app under uvicorn until interrupted."""
+    import uvicorn
+
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+                server_header=False, proxy_headers=True, forwarded_allow_ips="*", timeout_graceful_shutdown=5)

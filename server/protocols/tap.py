@@ -1,0 +1,41 @@
+"""TAP 1.1 /sync (and the /tap root page lives in landing): parse -> TapService -> stream."""
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+from diavo.server.engine.base import Cancel, QueryAborted, QueryTimeout
+from diavo.server.errors import UsageFault
+from diavo.server.params import read_params
+from diavo.server.protocols.streaming import stream_body
+from diavo.server.urls import base_url
+
+
+async def sync(request: Request):
+    ctx = request.app.state.ctx
+    params = await read_params(request, ctx.settings.upload_max_bytes)
+    req = await run_in_threadpool(ctx.tap.prepare, params, base_url(request, ctx.settings))
+    cancel = Cancel()
+    try:
+        stream = await run_in_threadpool(ctx.tap.open, req, ctx.settings.sync_timeout_s, cancel)
+    except QueryTimeout as exc:
+        raise UsageFault(f"{exc}; run long queries as async jobs (/tap/async)") from None
+    except QueryAborted as exc:
+        raise UsageFault(str(exc)) from None
+
+    def write(out) -> None:
+        try:
+            req.fmt.write(stream, out, infos=req.infos())
+        finally:
+            stream.close()
+
+    headers = {}
+    if req.fmt.key.startswith("fits") or req.fmt.key == "parquet":
+        headers["Content-Disposition"] = f'attachment; filename="result.{req.fmt.extension}"'
+    return StreamingResponse(stream_body(write, cancel), media_type=req.content_type, headers=headers)
+
+
+def routes() -> list[Route]:
+    return [Route("/tap/sync", sync, methods=["GET", "POST"])]
