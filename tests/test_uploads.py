@@ -13,6 +13,8 @@ import warnings
 import numpy as np
 import pyarrow as pa
 import pytest
+
+from diavo.server.adql.errors import ADQLError
 from astropy.io import fits
 from astropy.io.votable import parse as parse_votable
 from astropy.io.votable.tree import Field, Resource, TableElement, VOTableFile
@@ -220,6 +222,16 @@ def test_wide_table_types_names_and_queries(con, settings, fmt, version):
     _, got = run(con, "SELECT COUNT(*) AS n FROM TAP_UPLOAD.wide WHERE \"when\" > '2024-05-06T01:00:00'",
                  uploads)
     assert got.column("n").to_pylist() == [1]
+    # ADQL has no boolean literal: uploaded booleans compare with 1 and 0.
+    _, got = run(con, "SELECT id FROM TAP_UPLOAD.wide WHERE flag = 1", uploads)
+    assert got.column("id").to_pylist() == [1]
+    _, got = run(con, "SELECT id FROM TAP_UPLOAD.wide WHERE flag = 0", uploads)
+    assert got.column("id").to_pylist() == [2]
+    # Numeric vectors can be selected and tested for NULL; arithmetic on them is an ADQL error.
+    _, got = run(con, "SELECT COUNT(*) AS n FROM TAP_UPLOAD.wide WHERE vec IS NOT NULL", uploads)
+    assert got.column("n").to_pylist() == [2]
+    with pytest.raises(ADQLError, match="numeric"):
+        run(con, "SELECT vec + 1 AS v FROM TAP_UPLOAD.wide", uploads)
 
     t, result = run(con, "SELECT * FROM TAP_UPLOAD.wide", uploads)
     assert result.to_pylist() == up.data.to_pylist()

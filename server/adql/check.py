@@ -36,7 +36,8 @@ _VOTABLE = {  # ADQL type → (datatype, arraysize, xtype)
     "TIMESTAMP": ("char", "*", "timestamp"), "BOOLEAN": ("boolean", None, None),
     "BINARY": ("unsignedByte", "*", None), "POINT": ("double", "2", "point"),
     "CIRCLE": ("double", "3", "circle"), "POLYGON": ("double", "*", "polygon"),
-    "REGION": ("double", "*", None), "NULL": ("char", "*", None), "UNKNOWN": ("char", "*", None),
+    "REGION": ("double", "*", None), "ARRAY": ("double", "*", None), "NULL": ("char", "*", None),
+    "UNKNOWN": ("char", "*", None),
 }
 
 
@@ -211,6 +212,9 @@ def column_type(col) -> EType:
         return EType("REGION", col.unit, col.ucd)
     if xtype in ("point", "circle", "polygon") and col.datatype in ("double", "float"):
         return EType(xtype.upper(), col.unit, col.ucd)
+    size = getattr(col, "arraysize", None)
+    if size and col.datatype not in ("char", "string", "unicode", "text", "binary", "timestamp"):
+        return EType("ARRAY", col.unit, col.ucd)  # a numeric vector (uploads): select it, test IS NULL
     return EType(_FELIS_KIND[col.datatype], col.unit, col.ucd)
 
 
@@ -813,6 +817,8 @@ class _Checker:
                    else "geo" if t.geometry else t.kind) for t in (a, b)]
         if set(groups) == {"str", "time"}:
             return  # timestamps compare with ISO strings
+        if set(groups) == {"BOOLEAN", "num"}:
+            return  # ADQL has no boolean literal: uploaded booleans compare with 0 and 1
         if groups[0] != groups[1]:
             raise _err(node, f"cannot compare {a.kind} with {b.kind}", "type")
 
