@@ -94,3 +94,15 @@ def test_engine_serves_several_threads(engine):
     with ThreadPoolExecutor(4) as pool:
         counts = list(pool.map(lambda _: engine.execute(q, Limits()).table.column(0)[0].as_py(), range(12)))
     assert len(set(counts)) == 1 and counts[0] > 0
+
+
+def test_cursor_is_reusable_after_a_stream_cut_at_maxrec(engine):
+    """A stream stopped at MAXREC leaves DuckDB mid-result; the next query on the pool must run."""
+    q = EngineQuery('SELECT "diaSourceId" FROM "dp1"."DiaSource"')
+    for _ in range(3):
+        stream = engine.stream(q, Limits(maxrec=10, batch_rows=4))
+        assert sum(b.num_rows for b in stream) == 10 and stream.overflow
+    stream = engine.stream(q, Limits(maxrec=5))
+    next(iter(stream))
+    stream.close()  # abandoned midway by its consumer
+    assert engine.execute(EngineQuery("SELECT 42 AS x"), Limits()).table.column(0).to_pylist() == [42]

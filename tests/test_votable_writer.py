@@ -139,7 +139,7 @@ def test_field_metadata_and_infos(encoding):
                      resource_infos=[("standardID", "ivo://ivoa.net/std/TAP"),
                                      {"name": "QUERY", "value": "SELECT 1", "content": "a<b"}])
     vot = read(data)
-    assert vot.version == "1.5"
+    assert vot.version == "1.4"
     assert data.decode().count(f'xmlns="{VOTABLE_NS}"') == 1
     assert [i.name for i in vot.infos] == ["provider"]
     res = vot.resources[0]

@@ -89,11 +89,17 @@ class DuckDBEngine:
 
         timer = threading.Timer(limits.timeout_s, on_timeout) if limits.timeout_s else None
         released = threading.Event()
+        open_reader: list = []
 
         def release() -> None:
             if released.is_set():
                 return
             released.set()
+            for r in open_reader:  # a stream cut at MAXREC leaves a result open on the cursor
+                try:
+                    r.close()
+                except Exception:
+                    pass
             if timer is not None:
                 timer.cancel()
             if cancel is not None:
@@ -123,6 +129,7 @@ class DuckDBEngine:
             if rel is None:
                 raise EngineError("the statement returned no rows")
             reader = rel.to_arrow_reader(limits.batch_rows)
+            open_reader.append(reader)
             if cancel is not None and cancel.cancelled:
                 raise QueryAborted("query aborted")
         except self._duckdb.Error as exc:

@@ -16,7 +16,8 @@ type's minimum, else the first of its maximum and the values next to the extreme
 occur in the data), float ``E`` and double ``D`` (NULL → NaN); fixed arrays ``nX``; variable-length arrays ``PX(max)`` descriptors into the heap (``Q`` beyond 2 GiB);
 char/unicodeChar/timestamps ``nA`` with ``n`` the longest value (at least the declared size),
 where FITS has no NULL (NULL → empty) and allows ASCII only (non-ASCII characters → ``?``).
-TTYPE/TFORM/TUNIT/TNULL come with ``TUCDn``/``TUTYPn``/``TCOMMn`` (the STIL conventions) when
+Column names longer than a FITS card allows (68 characters) are cut, and made unique
+ignoring case. TTYPE/TFORM/TUNIT/TNULL come with ``TUCDn``/``TUTYPn``/``TCOMMn`` (the STIL conventions) when
 the FIELD has a UCD, utype or description; ``infos`` and an overflow become COMMENT cards.
 """
 from __future__ import annotations
@@ -223,6 +224,29 @@ def _ascii(value: Any) -> str:
     return text
 
 
+def _fit(text: str, room: int) -> str:
+    """*text* cut to fit *room* characters of a FITS string (a quote takes two)."""
+    while len(text) + text.count("'") > room:
+        text = text[:-1]
+    return text
+
+
+def _ttypes(names: Sequence[str]) -> list[str]:
+    """Column names as TTYPE values: ASCII, on one card (68 characters, as readers require),
+    unique regardless of case (FITS column names are case-insensitive)."""
+    out: list[str] = []
+    used: set[str] = set()
+    for name in names:
+        base = _fit(_ascii(name) or "col", 68)
+        candidate, k = base, 1
+        while candidate.lower() in used:
+            k += 1
+            candidate = _fit(base, 68 - len(f"_{k}")) + f"_{k}"
+        used.add(candidate.lower())
+        out.append(candidate)
+    return out
+
+
 def _headers(plans: list[_Column], columns: Sequence[Mapping[str, Any]], rows: int, heap: int,
              infos: Sequence[Any], overflow: bool) -> bytes:
     from astropy.io import fits
@@ -233,11 +257,12 @@ def _headers(plans: list[_Column], columns: Sequence[Mapping[str, Any]], rows: i
         ("NAXIS1", sum(p.width for p in plans)), ("NAXIS2", rows),
         ("PCOUNT", heap), ("GCOUNT", 1), ("TFIELDS", len(plans)),
     ])
-    for i, (plan, col) in enumerate(zip(plans, columns), start=1):
-        h[f"TTYPE{i}"] = _ascii(plan.name)
+    names = _ttypes([p.name for p in plans])
+    for i, (plan, col, name) in enumerate(zip(plans, columns, names), start=1):
+        h[f"TTYPE{i}"] = name
         h[f"TFORM{i}"] = plan.tform
         if col.get("unit"):
-            h[f"TUNIT{i}"] = _ascii(col["unit"])
+            h[f"TUNIT{i}"] = _ascii(str(col["unit"]).replace("\u00b5", "u").replace("\u03bc", "u"))
         if plan.tnull is not None:
             h[f"TNULL{i}"] = plan.tnull
         for key, attr in (("TUCD", "ucd"), ("TUTYP", "utype"), ("TCOMM", "description")):

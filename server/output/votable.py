@@ -31,9 +31,8 @@ Nulls: empty ``<TD/>`` in TABLEDATA (all-``NaN`` for a fixed-size floating-point
 as ``point``/``circle``, since an empty cell is not a valid fixed-size array); the null-flag
 bitmap in BINARY2.
 
-*version* defaults to 1.5; the TAP service writes 1.4 (``formats.VOTABLE_VERSION``) since
-the validators in use (STILTS 3.4 ``votlint``/``taplint``) reject 1.5 as unknown, and the
-document content is the same.
+*version* defaults to 1.4, for results and error documents alike: the validators in use
+(STILTS 3.4 ``votlint``/``taplint``) reject 1.5 as unknown, and nothing we write needs 1.5.
 """
 from __future__ import annotations
 
@@ -50,7 +49,7 @@ from diavo.server.output.cells import (ascii_only, fixed_count, fixed_width, is_
 
 __all__ = ["write_votable", "error_votable", "VOTABLE_NS", "CHUNK_ROWS"]
 
-VOTABLE_VERSION = "1.5"
+VOTABLE_VERSION = "1.4"
 VOTABLE_NS = "http://www.ivoa.net/xml/VOTable/v1.3"
 _SCHEMAS = "http://www.ivoa.net/xml/VOTable/VOTable-{}.xsd"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"

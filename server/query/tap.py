@@ -38,7 +38,8 @@ class TapRequest:
     base_url: str | None = None
 
     def infos(self) -> list[tuple[str, str]]:
-        out = [("QUERY", self.query), ("LANG", self.lang), ("MAXREC", str(self.maxrec))]
+        out = [("standardID", "ivo://ivoa.net/std/TAP"), ("QUERY", self.query), ("LANG", self.lang),
+               ("MAXREC", str(self.maxrec))]
         if self.runid is not None:
             out.append(("RUNID", self.runid))
         return out
