@@ -103,6 +103,8 @@ def create_app(settings: Settings) -> Starlette:
             queries.close()
 
     routes = [*landing.routes(), *vosi.routes(), *examples.routes(), *tap.routes(), *uws.routes("/tap/async")]
+    # Issue 5 protocols: each module adds its own line below (SIA; DataLink, SODA, images).
+
     return Starlette(
         routes=routes,
         lifespan=lifespan,

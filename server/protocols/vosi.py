@@ -71,13 +71,11 @@ GEOMETRY_FORMS = frozenset(
     "AREA BOX CENTROID CIRCLE CONTAINS COORD1 COORD2 COORDSYS DISTANCE INTERSECTS POINT POLYGON "
     "REGION".split()
 )
-#: Feature keys written as ADQL 2.1 spells them. STILTS 3.4's taplint knows every ADQL 2.1 key under
-#: the capitalised "TAPRegExt" prefix except features-adql-conditional, which it reports as an
-#: error (E KEYX); the lower-case spelling from the ADQL text is only a warning there, and newer
-#: taplint and pyvo compare these IVOIDs case-insensitively, as IVOIDs are.
-KEY_SPELLING = {
-    TAPREGEXT + "#features-adql-conditional": "ivo://ivoa.net/std/tapregext#features-adql-conditional",
-}
+#: Feature keys the translator supports but the capabilities leave out. STILTS 3.4's taplint knows
+#: every ADQL 2.1 key except features-adql-conditional (COALESCE): it reports the key as an error
+#: (E KEYX) and the ADQL text's lower-case spelling as a custom feature (W CULF). COALESCE still
+#: works; it is declared again once the validators know the key.
+UNDECLARED = frozenset({TAPREGEXT + "#features-adql-conditional"})
 #: Descriptions of the operator-like forms that are not in the function catalogue.
 FORM_NOTES = {
     "ILIKE": "case-insensitive LIKE",
@@ -189,6 +187,8 @@ def _features() -> list[LanguageFeatureList]:
     udf_notes = {f.signature: f.description for f in UDFS.values()}
     out = []
     for key, forms in sorted(feature_forms().items()):
+        if key in UNDECLARED:
+            continue
         if key == GEO_FEATURE:
             forms = [f for f in forms if f in GEOMETRY_FORMS]
         features = []
@@ -199,7 +199,7 @@ def _features() -> list[LanguageFeatureList]:
                 note = fn.description if fn else FORM_NOTES.get(form)
             features.append(LanguageFeature(form=form, description=note))
         if features:
-            out.append(LanguageFeatureList(type=KEY_SPELLING.get(key, key), feature=features))
+            out.append(LanguageFeatureList(type=key, feature=features))
     return out
 
 
