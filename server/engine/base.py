@@ -116,23 +116,33 @@ class Engine(Protocol):
 
 
 class Cancel:
-    """A handle a job runner keeps to interrupt a running query from another thread."""
+    """A handle a job runner keeps to interrupt a running query from another thread.
+
+    Hooks run under a lock, and ``unbind`` takes it too: once ``unbind`` returns, the hook will
+    not be called, so an engine can safely reuse what the hook would have interrupted.
+    """
 
     def __init__(self) -> None:
+        import threading
+
         self._hooks: list = []
+        self._lock = threading.Lock()
         self.cancelled = False
 
     def bind(self, hook) -> None:
-        self._hooks.append(hook)
-        if self.cancelled:
-            hook()
+        with self._lock:
+            self._hooks.append(hook)
+            if self.cancelled:
+                hook()
 
     def unbind(self, hook) -> None:
         """Forget a hook once its query is over: engines reuse cursors between queries."""
-        if hook in self._hooks:
-            self._hooks.remove(hook)
+        with self._lock:
+            if hook in self._hooks:
+                self._hooks.remove(hook)
 
     def __call__(self) -> None:
-        self.cancelled = True
-        for hook in list(self._hooks):
-            hook()
+        with self._lock:
+            self.cancelled = True
+            for hook in list(self._hooks):
+                hook()

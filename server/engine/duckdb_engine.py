@@ -63,9 +63,18 @@ class DuckDBEngine:
         except queue.Empty:
             return self._new_cursor()
 
-    def _release(self, cur, uploads) -> None:
+    def _release(self, cur, uploads, discard: bool = False) -> None:
         from diavo.server.adql.check import upload_relation
 
+        if discard:
+            with self._lock:
+                if cur in self._all:
+                    self._all.remove(cur)
+            try:
+                cur.close()
+            except self._duckdb.Error:
+                pass
+            return
         for name in uploads or ():
             try:
                 cur.unregister(upload_relation(name))
@@ -82,10 +91,15 @@ class DuckDBEngine:
 
         cur = self._acquire()
         timed_out = threading.Event()
+        interrupted = threading.Event()
+
+        def interrupt() -> None:
+            interrupted.set()
+            cur.interrupt()
 
         def on_timeout() -> None:
             timed_out.set()
-            cur.interrupt()
+            interrupt()
 
         timer = threading.Timer(limits.timeout_s, on_timeout) if limits.timeout_s else None
         released = threading.Event()
@@ -103,8 +117,10 @@ class DuckDBEngine:
             if timer is not None:
                 timer.cancel()
             if cancel is not None:
-                cancel.unbind(cur.interrupt)
-            self._release(cur, uploads)
+                cancel.unbind(interrupt)
+            # An interrupt that arrives between fetches stays pending on the connection and would
+            # stop the next query run on it: an interrupted cursor is closed, never reused.
+            self._release(cur, uploads, discard=interrupted.is_set())
 
         def translate_error(exc: BaseException) -> Exception:
             if isinstance(exc, self._duckdb.InterruptException):
@@ -117,7 +133,7 @@ class DuckDBEngine:
             for name, table in (uploads or {}).items():
                 cur.register(upload_relation(name), table)
             if cancel is not None:
-                cancel.bind(cur.interrupt)
+                cancel.bind(interrupt)
             if timer is not None:
                 timer.daemon = True
                 timer.start()

@@ -31,10 +31,13 @@ class _QueueWriter:
     def write(self, data) -> int:
         if self._stop.is_set():
             raise _Gone()
-        self._buf += data
+        # Writers hand over bytes, bytearrays or numpy buffers: append their raw bytes (``+=`` on
+        # an ndarray would be element-wise arithmetic, not concatenation).
+        view = memoryview(data).cast("B")
+        self._buf += view
         if len(self._buf) >= CHUNK:
             self.flush()
-        return len(data)
+        return view.nbytes
 
     def flush(self) -> None:
         if self._buf:

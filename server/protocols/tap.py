@@ -16,10 +16,15 @@ from diavo.server.urls import base_url
 async def sync(request: Request):
     ctx = request.app.state.ctx
     params = await read_params(request, ctx.settings.upload_max_bytes)
-    req = await run_in_threadpool(ctx.tap.prepare, params, base_url(request, ctx.settings))
     cancel = Cancel()
+    public = base_url(request, ctx.settings)
+
+    def start():  # one hop to a worker thread for validation, uploads, translation and planning
+        req = ctx.tap.prepare(params, public)
+        return req, ctx.tap.open(req, ctx.settings.sync_timeout_s, cancel)
+
     try:
-        stream = await run_in_threadpool(ctx.tap.open, req, ctx.settings.sync_timeout_s, cancel)
+        req, stream = await run_in_threadpool(start)
     except QueryTimeout as exc:
         raise UsageFault(f"{exc}; run long queries as async jobs (/tap/async)") from None
     except QueryAborted as exc:
