@@ -15,3 +15,4 @@ class AppContext:
     tap: Any      # query.tap.TapService
     jobs: Any     # uws.jobs.JobService
     started: Any = None  # datetime the service came up (VOSI availability upSince)
+    writers: Any = None  # ThreadPoolExecutor of response writers (protocols.streaming)

@@ -146,3 +146,59 @@ class Cancel:
             self.cancelled = True
             for hook in list(self._hooks):
                 hook()
+
+
+class Deadlines:
+    """One watchdog thread for every query's time limit.
+
+    Starting a ``threading.Timer`` per query costs a thread start (milliseconds on a loaded
+    machine, more than a cone query); this keeps a heap of deadlines served by one thread.
+    """
+
+    def __init__(self) -> None:
+        import heapq
+        import itertools
+        import threading
+
+        self._heapq = heapq
+        self._heap: list = []
+        self._ids = itertools.count()
+        self._cv = threading.Condition()
+        self._cancelled: set[int] = set()
+        self._thread = threading.Thread(target=self._run, name="diavo-deadlines", daemon=True)
+        self._thread.start()
+
+    def schedule(self, delay_s: float, fn) -> int:
+        import time
+
+        key = next(self._ids)
+        with self._cv:
+            self._heapq.heappush(self._heap, (time.monotonic() + delay_s, key, fn))
+            self._cv.notify()
+        return key
+
+    def cancel(self, key: int) -> None:
+        with self._cv:
+            self._cancelled.add(key)
+
+    def _run(self) -> None:
+        import time
+
+        while True:
+            with self._cv:
+                while True:
+                    while self._heap and self._heap[0][1] in self._cancelled:
+                        self._cancelled.discard(self._heapq.heappop(self._heap)[1])
+                    if not self._heap:
+                        self._cv.wait()
+                        continue
+                    when, key, fn = self._heap[0]
+                    wait = when - time.monotonic()
+                    if wait <= 0:
+                        self._heapq.heappop(self._heap)
+                        break
+                    self._cv.wait(wait)
+            try:
+                fn()
+            except Exception:  # a failing hook must not stop every other query's deadline
+                pass

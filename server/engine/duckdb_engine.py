@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from diavo.server.engine.base import (Cancel, EngineError, EngineQuery, Limits, QueryAborted, QueryTimeout,
+from diavo.server.engine.base import (Cancel, Deadlines, EngineError, EngineQuery, Limits, QueryAborted, QueryTimeout,
                                       ResultSet, ResultStream)
 
 
@@ -39,6 +39,7 @@ class DuckDBEngine:
         # long-lived handle; cursors only add their own temp macros and registered relations.
         geometry.register_udfs(self._db)
         functions.register(self._db)
+        self._deadlines = Deadlines()
         self._idle: queue.LifoQueue = queue.LifoQueue()
         self._all: list = []
         self._lock = threading.Lock()
@@ -101,7 +102,7 @@ class DuckDBEngine:
             timed_out.set()
             interrupt()
 
-        timer = threading.Timer(limits.timeout_s, on_timeout) if limits.timeout_s else None
+        timer: list[int] = []
         released = threading.Event()
         open_reader: list = []
 
@@ -114,8 +115,8 @@ class DuckDBEngine:
                     r.close()
                 except Exception:
                     pass
-            if timer is not None:
-                timer.cancel()
+            for key in timer:
+                self._deadlines.cancel(key)
             if cancel is not None:
                 cancel.unbind(interrupt)
             # An interrupt that arrives between fetches stays pending on the connection and would
@@ -134,9 +135,8 @@ class DuckDBEngine:
                 cur.register(upload_relation(name), table)
             if cancel is not None:
                 cancel.bind(interrupt)
-            if timer is not None:
-                timer.daemon = True
-                timer.start()
+            if limits.timeout_s:
+                timer.append(self._deadlines.schedule(limits.timeout_s, on_timeout))
             # An abort that lands before DuckDB starts the statement interrupts nothing: look at
             # the flag on both sides of the call.
             if cancel is not None and cancel.cancelled:

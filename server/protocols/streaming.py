@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Callable
 
 import anyio
@@ -52,8 +53,17 @@ class _QueueWriter:
                     continue
 
 
-def stream_body(write: Callable[[object], None], on_abort: Callable[[], None]) -> AsyncIterator[bytes]:
-    """Run ``write(out)`` in a thread; yield what it writes. ``on_abort`` runs if the client leaves."""
+def writer_pool(max_workers: int = 64) -> ThreadPoolExecutor:
+    """Writer threads reused between responses (a thread start per response costs milliseconds on
+    a busy machine). Each thread is held while its client downloads; beyond the cap, responses
+    wait for a free one. The app makes one in its lifespan (``AppContext.writers``)."""
+    return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="diavo-writer")
+
+
+def stream_body(write: Callable[[object], None], on_abort: Callable[[], None],
+                executor: ThreadPoolExecutor | None = None) -> AsyncIterator[bytes]:
+    """Run ``write(out)`` in a writer thread (from ``executor`` when given); yield what it
+    writes. ``on_abort`` runs if the client leaves."""
     q: queue.Queue = queue.Queue(maxsize=8)
     stop = threading.Event()
 
@@ -80,8 +90,10 @@ def stream_body(write: Callable[[object], None], on_abort: Callable[[], None]) -
                         break
 
     async def body() -> AsyncIterator[bytes]:
-        thread = threading.Thread(target=work, name="diavo-writer", daemon=True)
-        thread.start()
+        if executor is not None:
+            executor.submit(work)
+        else:
+            threading.Thread(target=work, name="diavo-writer", daemon=True).start()
         finished = False
         try:
             while True:

@@ -39,7 +39,7 @@ async def sync(request: Request):
     headers = {}
     if req.fmt.key.startswith("fits") or req.fmt.key == "parquet":
         headers["Content-Disposition"] = f'attachment; filename="result.{req.fmt.extension}"'
-    return StreamingResponse(stream_body(write, cancel), media_type=req.content_type, headers=headers)
+    return StreamingResponse(stream_body(write, cancel, ctx.writers), media_type=req.content_type, headers=headers)
 
 
 def routes() -> list[Route]:
