@@ -16,12 +16,24 @@ class QueryService:
     model: object  # archive.model.DataModel
     engine: Engine
 
-    def translate(self, adql: str, uploads=None) -> EngineQuery:
-        """``uploads`` maps TAP_UPLOAD names to model Tables (the checker's view of them)."""
+    def __post_init__(self) -> None:
+        from functools import lru_cache
+
+        # Clients repeat queries (TOPCAT's metadata queries, notebooks re-run, monitoring): the
+        # translation of a text without uploads depends on nothing else, so keep recent ones.
+        self._cached = lru_cache(maxsize=512)(self._translate)
+
+    def _translate(self, adql: str, uploads=None) -> EngineQuery:
         from diavo.server.adql.to_duckdb import translate
 
         t = translate(adql, self.model, uploads=uploads)
         return EngineQuery(sql=t.sql, params=tuple(t.params), columns=tuple(t.columns))
+
+    def translate(self, adql: str, uploads=None) -> EngineQuery:
+        """``uploads`` maps TAP_UPLOAD names to model Tables (the checker's view of them)."""
+        if uploads:
+            return self._translate(adql, uploads)
+        return self._cached(adql)
 
     def run(self, adql: str, limits: Limits, cancel: Cancel | None = None, uploads=None) -> ResultSet:
         """``uploads`` maps TAP_UPLOAD names to objects with ``.table`` (model) and ``.data`` (Arrow)."""
