@@ -94,16 +94,27 @@ def create_app(settings: Settings) -> Starlette:
         tap_service = TapService(settings, queries)
         jobs = JobService(settings, tap_service.run_job)
         jobs.start()
+        from diavo.server.protocols.streaming import writer_pool
+
+        writers = writer_pool()
         app.state.ctx = AppContext(settings=settings, model=model, queries=queries, tap=tap_service,
-                                   jobs=jobs, started=dt.datetime.now(dt.timezone.utc))
+                                   jobs=jobs, started=dt.datetime.now(dt.timezone.utc), writers=writers)
         try:
             yield
         finally:
             jobs.stop()
+            writers.shutdown(wait=False, cancel_futures=True)
+            # Every DuckDB handle on the catalog is closed here, explicitly: a handle left to the
+            # garbage collector while another queries the same file can crash the process.
+            images = getattr(app.state, "image_service", None)
+            if images is not None:
+                images.close()
             queries.close()
 
     routes = [*landing.routes(), *vosi.routes(), *examples.routes(), *tap.routes(), *uws.routes("/tap/async")]
     # Issue 5 protocols: each module adds its own line below (SIA; DataLink, SODA, images).
+    from diavo.server.protocols import sia; routes += sia.routes()
+    from diavo.server.protocols import datalink, images, soda; routes += images.routes() + datalink.routes() + soda.routes()
 
     return Starlette(
         routes=routes,

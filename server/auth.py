@@ -13,7 +13,7 @@ from diavo.server.settings import Settings
 
 #: Paths anyone may read even when tokens are required (VOSI metadata and the human pages).
 PUBLIC = ("/tap/availability", "/tap/capabilities", "/tap/tables", "/tap/examples",
-          "/sia/availability", "/sia/capabilities")
+          "/sia/availability", "/sia/capabilities", "/soda/availability", "/soda/capabilities")
 PUBLIC_EXACT = ("/", "/tap", "/tap/", "/favicon.ico")
 
 

@@ -16,6 +16,8 @@ adql_centroid(g DOUBLE[]) -> DOUBLE[]                     UDF, tagged point
 adql_coord1(g DOUBLE[]) / adql_coord2(g) -> DOUBLE        SQL macros (point or circle centre)
 adql_region(s VARCHAR) -> DOUBLE[]                        UDF, STC-S or DALI text; bad -> NULL
 adql_dali(g DOUBLE[]) -> VARCHAR                          UDF, DALI text without the tag
+adql_region_select(ids BIGINT[], regions VARCHAR[],       UDF, the ids whose region passes
+                   g DOUBLE[], mode INTEGER) -> BIGINT[]  CONTAINS/INTERSECTS with g
 =======================================================  =============================
 
 For a translator: ``CONTAINS(POINT(ra, dec), CIRCLE(...)) = 1`` is fastest written as
@@ -324,6 +326,15 @@ def _types():
     return t("DOUBLE"), t("DOUBLE[]"), t("BOOLEAN"), t("INTEGER"), t("VARCHAR")
 
 
+def _sqltype(name: str):
+    import duckdb
+    try:
+        return duckdb.sqltype(name)
+    except AttributeError:                          # duckdb < 1.4
+        from duckdb.typing import DuckDBPyType     # type: ignore
+        return DuckDBPyType(name)
+
+
 def _combine(a):
     import pyarrow as pa
     return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
@@ -523,6 +534,141 @@ def _udf_region(s):
     return pa.array(parse_regions(arr.to_pylist()), type=pa.list_(pa.float64()))
 
 
+#: Footprints kept parsed by adql_region_select (about 1 kB each): enough for every image of a
+#: DP1-sized ObsCore table, so repeated searches of one archive parse nothing.
+REGION_CACHE_SIZE = 20_000
+
+
+class RegionShapes:
+    """STC-S text -> validated Shape, parsed in batches and kept in a bounded LRU map.
+
+    A value is the Shape the row-wise SQL path builds for that text (``adql_region`` parses and
+    normalises it, the pair UDFs validate the normalised list again; validating the parsed text
+    once gives the same vertices in the same order, hence the same Shape). Safe for the several
+    threads DuckDB may call a UDF from: the map is only touched under a lock.
+    """
+
+    def __init__(self, size: int = REGION_CACHE_SIZE) -> None:
+        from collections import OrderedDict
+        import threading
+
+        self._size = size
+        self._map: "OrderedDict[str, Shape | None]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: list) -> list:
+        out: list = [None] * len(texts)
+        missing: dict[str, list[int]] = {}
+        with self._lock:
+            for i, t in enumerate(texts):
+                if t is None:
+                    continue
+                if t in self._map:
+                    self._map.move_to_end(t)
+                    out[i] = self._map[t]
+                else:
+                    missing.setdefault(t, []).append(i)
+        if not missing:
+            return out
+        keys = list(missing)
+        tuples = [_region_tuple(k) for k in keys]
+        ok = [k for k, g in enumerate(tuples) if g is not None]
+        parsed: list = [None] * len(keys)
+        for k, sh in zip(ok, shapes([tuples[k] for k in ok])):
+            parsed[k] = sh
+        with self._lock:
+            for key, sh in zip(keys, parsed):
+                self._map[key] = sh
+                for i in missing[key]:
+                    out[i] = sh
+            while len(self._map) > self._size:
+                self._map.popitem(last=False)
+        return out
+
+
+def region_select(regions: list[Shape | None], g: Shape, mode: int) -> np.ndarray:
+    """Which regions pass the test against the constant shape g (mode as adql_region_select).
+
+    Row by row this is ``intersects``/``contains``; polygon regions are tested in batches of equal
+    vertex count with the same formulas, vectorised over the batch."""
+    n = len(regions)
+    out = np.zeros(n, dtype=bool)
+    func = intersects if mode in (0, 1) else contains
+    groups: dict[int, list[int]] = {}
+    for i, sa in enumerate(regions):
+        if sa is None:
+            continue
+        if sa.kind == POLYGON:
+            groups.setdefault(len(sa.poly.v), []).append(i)
+        elif mode in (1, 3):
+            out[i] = func(sa, g)
+        else:
+            out[i] = func(g, sa)
+    for idx in groups.values():
+        out[np.asarray(idx)] = _polygons_select([regions[i] for i in idx], g, mode)
+    return out
+
+
+def _polygons_select(shapes_: list[Shape], g: Shape, mode: int) -> np.ndarray:
+    """``region_select`` for polygons of one vertex count, each formula that of the row-wise
+    ``intersects``/``contains`` for that pair of kinds."""
+    meets = mode in (0, 1)
+    polys = [s.poly for s in shapes_]
+    if g.kind == POINT:
+        inside = sph.polygons_contain_point(polys, g.xyz)      # the point inside the polygon
+        if meets or mode == 2:
+            return inside
+        return np.array([contains(s, g) for s in shapes_])
+    if g.kind == CIRCLE:
+        if meets or mode == 3:
+            return _polygons_vs_circle(shapes_, g, meets)
+        return sph.polygons_contain_point(polys, g.xyz) & (
+            sph.polygons_edge_distance(polys, g.xyz) * sph.R2D >= g.r)   # circle inside polygon
+    q = g.poly
+    v = np.stack([p.v for p in polys])                          # (M, n, 3)
+    m, k = v.shape[0], v.shape[1]
+    w = np.roll(v, -1, axis=1)
+    qw = np.roll(q.v, -1, axis=0)
+    cross = np.any(sph.arcs_cross(v[:, :, None], w[:, :, None], q.v[None, None], qw[None, None]),
+                   axis=(1, 2))
+    if meets or mode == 3:
+        in_q = sph.polygon_contains_xyz(q, v.reshape(-1, 3)).reshape(m, k)   # vertices in g
+        if mode == 3:
+            return np.all(in_q, axis=1) & ~cross
+    q_in = np.stack([sph.polygons_contain_point(polys, c) for c in q.v], axis=1)  # g's vertices
+    if mode == 2:
+        return np.all(q_in, axis=1) & ~cross
+    return np.any(in_q, axis=1) | np.any(q_in, axis=1) | cross
+
+
+def _region_select_udf(cache: RegionShapes):
+    """adql_region_select(ids BIGINT[], regions VARCHAR[], g DOUBLE[], mode INTEGER) -> BIGINT[]:
+    the ids whose STC-S region passes CONTAINS/INTERSECTS against the geometry g.
+
+    mode: 0 INTERSECTS(g, region), 1 INTERSECTS(region, g), 2 CONTAINS(g, region),
+    3 CONTAINS(region, g). The lists are a whole candidate set gathered by an aggregate, so the
+    regions are parsed (once per text, then cached) and tested in one batch instead of once per
+    scanned vector. A NULL or invalid region, like an invalid g, never passes.
+    """
+    def udf(ids, regions, g, mode):
+        import pyarrow as pa
+        ids, regions, g, mode = (_combine(x) for x in (ids, regions, g, mode))
+        out = []
+        for i in range(len(ids)):
+            if not (ids[i].is_valid and regions[i].is_valid and g[i].is_valid and mode[i].is_valid):
+                out.append(None)
+                continue
+            keys = ids[i].values.to_numpy(zero_copy_only=False)
+            sb = shape(g[i].as_py()) if None not in g[i].as_py() else None
+            if len(keys) == 0 or sb is None:
+                out.append([])
+                continue
+            keep = region_select(cache(regions[i].values.to_pylist()), sb, mode[i].as_py())
+            out.append(keys[keep].tolist())
+        return pa.array(out, type=pa.list_(pa.int64()))
+    return udf
+
+
 def _udf_dali(g):
     import pyarrow as pa
     off, vals, n = _lists(g)
@@ -573,9 +719,45 @@ def register_udfs(con) -> None:
         ("adql_centroid", _map_udf(_centroid, lambda: pa.list_(pa.float64())), [LIST], LIST),
         ("adql_region", _udf_region, [VARCHAR], LIST),
         ("adql_dali", _udf_dali, [LIST], VARCHAR),
+        ("adql_region_select", _region_select_udf(RegionShapes()),
+         [_sqltype("BIGINT[]"), _sqltype("VARCHAR[]"), LIST, INT], _sqltype("BIGINT[]")),
     ]
     for name, fn, args, ret in udfs:
         create_udf(con, name, fn, args, ret)
+
+
+# ------------------------------------------------------------------------------------------
+# enclosing caps (the s_region prefilter)
+
+
+@lru_cache(maxsize=1024)
+def enclosing_cap(kind: str, params: tuple) -> tuple[tuple[float, float, float], float] | None:
+    """A cap (centre unit vector, radius in degrees) holding the whole constant shape, or None.
+
+    kind "point": (ra, dec); "circle": (ra, dec, r); "polygon": flat vertices. A polygon's cap
+    is centred on its area centroid with the largest vertex distance as radius; it is returned
+    only when that radius is below 90 degrees: a cap that small is convex, so it holds every
+    edge and therefore the smaller region they bound, which is the polygon. Invalid shapes give
+    None (their exact test is NULL anyway, so the caller must not add a filter).
+    """
+    params = tuple(float(x) for x in params)
+    if not all(math.isfinite(x) for x in params):
+        return None
+    if kind in ("point", "circle"):
+        ra, dec = params[0], params[1]
+        r = params[2] if kind == "circle" else 0.0
+        if abs(dec) > 90 or r < 0:
+            return None
+        return tuple(float(x) for x in sph.radec_to_xyz(ra, dec)), min(r, 180.0)
+    if kind == "polygon":
+        p = _polygon(params)
+        if p is None:
+            return None
+        r = float(np.max(sph.angle_between(p.v, p.centre[None]))) * sph.R2D
+        if r >= 90.0:
+            return None
+        return tuple(float(x) for x in p.centre), r
+    return None
 
 
 # ------------------------------------------------------------------------------------------

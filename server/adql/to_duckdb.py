@@ -36,6 +36,12 @@ _CAST_TYPES = {"SMALLINT": "SMALLINT", "INTEGER": "INTEGER", "BIGINT": "BIGINT",
                "DOUBLE PRECISION": "DOUBLE", "CHAR": "VARCHAR", "VARCHAR": "VARCHAR", "TIMESTAMP": "TIMESTAMP"}
 _TAGS = {"POINT": 1, "CIRCLE": 2, "POLYGON": 3}
 _FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "=": "=", "<>": "<>"}
+#: Stored footprints (table, STC-S column) -> their centre and diameter columns (degrees), whose
+#: cap about the centre holds the footprint; CONTAINS/INTERSECTS against constant shapes test
+#: that cap first (see _Emitter._region_prefilter).
+REGION_BOUNDS = {("ivoa.ObsCore", "s_region"): ("s_ra", "s_dec", "s_fov")}
+#: Slack added to the cap test (degrees): ~1000 times the STC-S vertex rounding (5e-7 deg).
+REGION_MARGIN_DEG = 1e-3
 
 
 @dataclass
@@ -79,6 +85,9 @@ class _Emitter:
         self.c = checked
         self.params: list = []
         self.spatial = None
+        #: True while emitting a WHERE or JOIN ... ON condition: the only places where the
+        #: s_region fast path may name the table's rowid (not grouped, not aggregated).
+        self.row_condition = False
 
     def param(self, value) -> str:
         self.params.append(value)
@@ -109,6 +118,13 @@ class _Emitter:
         return sql
 
     def select(self, sel: n.Select, order_by, offset) -> str:
+        outer, self.row_condition = self.row_condition, False  # a subquery has its own clauses
+        try:
+            return self._select(sel, order_by, offset)
+        finally:
+            self.row_condition = outer
+
+    def _select(self, sel: n.Select, order_by, offset) -> str:
         outs = self.c.select_outputs[id(sel)]
         items = []
         i = 0
@@ -123,11 +139,11 @@ class _Emitter:
         sql = "SELECT " + ("DISTINCT " if sel.quantifier == "DISTINCT" else "") + ", ".join(items)
         sql += " FROM " + ", ".join(self.from_item(f) for f in sel.from_)
         if sel.where is not None:
-            sql += " WHERE " + self.cond(sel.where)
+            sql += " WHERE " + self.row_cond(sel.where)
         if sel.group_by:
             sql += " GROUP BY " + ", ".join(self.group_term(g) for g in sel.group_by)
         if sel.having is not None:
-            sql += " HAVING " + self.cond(sel.having)
+            sql += " HAVING " + self.other_cond(sel.having)
         if order_by:
             sql += " ORDER BY " + ", ".join(self.order_item(o) for o in order_by)
         if sel.top is not None:
@@ -178,7 +194,7 @@ class _Emitter:
         kind = {"INNER": "JOIN", "LEFT": "LEFT JOIN", "RIGHT": "RIGHT JOIN", "FULL": "FULL JOIN"}[f.kind]
         merged = self.c.join_merged.get(id(f), [])
         if f.condition is not None:
-            on = self.cond(f.condition)
+            on = self.row_cond(f.condition)
         elif merged or f.using is not None or f.natural:
             on = " AND ".join(self._using_pair(f, name) for name, _ in merged) or "TRUE"
         else:
@@ -199,6 +215,22 @@ class _Emitter:
         return f"{find(join.left)} = {find(join.right)}"
 
     # ---------------------------------------------------------------- conditions
+    def row_cond(self, c) -> str:
+        """A condition on single rows (WHERE, JOIN ... ON)."""
+        outer, self.row_condition = self.row_condition, True
+        try:
+            return self.cond(c)
+        finally:
+            self.row_condition = outer
+
+    def other_cond(self, c) -> str:
+        """A condition on groups (HAVING)."""
+        outer, self.row_condition = self.row_condition, False
+        try:
+            return self.cond(c)
+        finally:
+            self.row_condition = outer
+
     def cond(self, c) -> str:
         if isinstance(c, n.BoolOp):
             return f"({self.cond(c.left)} {c.op} {self.cond(c.right)})"
@@ -266,6 +298,9 @@ class _Emitter:
             left, right, op = right, left, _FLIP[op]
         if isinstance(left, n.GeometryCall) and left.name in ("CONTAINS", "INTERSECTS") and op == "=" \
                 and isinstance(right, n.Literal) and right.kind == "integer" and right.value == 1:
+            region = self._region_prefilter(left) if self.row_condition else None
+            if region is not None:
+                return region
             a, b = left.args
             if left.name == "INTERSECTS" and isinstance(b, n.GeometryCall) and b.name == "POINT":
                 a, b = b, a
@@ -308,6 +343,82 @@ class _Emitter:
             exact = _dot_test(pos[0], centre[0], centre[1], radius, ">" if op == "<" else ">=")
             return self._ranges(pos[0], "circle", (*centre, radius), exact)
         return None
+
+    def _region_prefilter(self, call: n.GeometryCall) -> str | None:
+        """CONTAINS/INTERSECTS(constant shape, stored footprint) = 1, either order, on a table whose
+        footprint has a centre and a diameter column (ObsCore's s_ra, s_dec, s_fov).
+
+        The rows are chosen by an uncorrelated subquery: a cheap test on those plain columns
+        keeps the candidates, an aggregate hands all of them to one call of
+        ``adql_region_select``, which parses their STC-S text and runs the exact test (the same
+        parser and the same test formulas as ``adql_region`` + ``adql_contains``/
+        ``adql_intersects``, batched), and the outer row qualifies when its rowid is among those
+        returned. Parsing a few hundred
+        footprints once costs far less than parsing every footprint, or a few per scanned vector.
+
+        Both CONTAINS directions and INTERSECTS imply that the footprint meets the shape, hence
+        that the footprint's cap (centre (s_ra, s_dec), radius s_fov / 2) meets the shape's cap:
+        the centres are at most r_shape + s_fov / 2 apart. That needs s_fov to be a diameter
+        about (s_ra, s_dec) that encloses s_region, which is how the archive fills it
+        (obscore.obscore_row: twice the largest centre-to-corner distance, from the same corners
+        as s_region); REGION_MARGIN_DEG absorbs the six-decimal rounding of the STC-S vertices and
+        the rounding of the dot product. Rows with a NULL centre or diameter are candidates.
+        """
+        from . import geometry
+
+        a, b = call.args
+        found = self._region_column(a)
+        region_first, other = True, b
+        if found is None:
+            found, region_first, other = self._region_column(b), False, a
+        if found is None:
+            return None
+        if isinstance(other, n.GeometryCall) and other.name == "POINT" and len(other.args) == 2:
+            try:
+                shape = ("point", tuple(_constant(x) for x in other.args))
+            except _Const:
+                return None
+        else:
+            shape = self._shape(other)
+        if shape is None:
+            return None
+        cap = geometry.enclosing_cap(shape[0], tuple(shape[1]))
+        if cap is None or cap[1] >= 90.0:
+            return None
+        (cx, cy, cz), radius = cap
+        prefix, relation, column, (ra_col, dec_col, fov_col) = found
+        inner = '"_region_candidates".'
+        ra, dec, fov = (f"{inner}{quote(c)}" for c in (ra_col, dec_col, fov_col))
+        dot = (f"cos(radians({dec})) * (cos(radians({ra})) * {_num(cx)} + sin(radians({ra})) * {_num(cy)})"
+               f" + sin(radians({dec})) * {_num(cz)}")
+        reach = f"({_num(radius + REGION_MARGIN_DEG)} + {fov} / 2.0)"
+        unknown = f"{ra} IS NULL OR {dec} IS NULL OR {fov} IS NULL"
+        # two conjuncts, so that the trigonometry runs only on the rows the cheap latitude test
+        # keeps (the angular distance is at least the difference in latitude)
+        centre_dec = math.degrees(math.asin(max(-1.0, min(1.0, cz))))
+        near = (f"({unknown} OR abs({dec} - ({_num(centre_dec)})) <= {reach} + {_num(REGION_MARGIN_DEG)}) "
+                f"AND ({unknown} OR {dot} >= cos(radians(least({reach}, 180.0))))")
+        mode = (1 if region_first else 0) if call.name == "INTERSECTS" else (3 if region_first else 2)
+        chosen = (f"SELECT unnest(adql_region_select(list({inner}rowid), list({inner}{quote(column)}), "
+                  f"{self.geo(other)}, {mode})) FROM {relation} AS \"_region_candidates\" WHERE {near}")
+        return f"({prefix}rowid IN ({chosen}))"
+
+    def _region_column(self, e) -> tuple[str, str, str, tuple[str, str, str]] | None:
+        """(SQL prefix, table relation, column, bound columns) if e is a stored footprint column
+        listed in REGION_BOUNDS, read straight from its table."""
+        if not isinstance(e, n.ColumnRef):
+            return None
+        col = self.c.cols.get(id(e))
+        if col is None or not col.stored_region or col.table is None or col.column is None:
+            return None
+        bounds = REGION_BOUNDS.get((col.table, col.column))
+        if bounds is None or not col.sql.endswith(quote(col.column)):
+            return None
+        prefix = col.sql[: -len(quote(col.column))]
+        if not prefix.endswith("."):
+            return None
+        schema, _, table = col.table.partition(".")
+        return prefix, f"{quote(schema)}.{quote(table)}", col.column, bounds
 
     def _ranges(self, prefix: str, kind: str, params, exact: str) -> str | None:
         from diavo.server.archive.store import HEALPIX_COLUMN, HEALPIX_DEPTH

@@ -190,7 +190,16 @@ class DuckDBEngine:
                          elapsed_s=time.perf_counter() - t0)
 
     def close(self) -> None:
+        """Interrupt whatever still runs (a stream being written at shutdown), then close."""
         with self._lock:
-            for cur in self._all:
+            cursors = list(self._all)
+        for cur in cursors:
+            try:
+                cur.interrupt()
                 cur.close()
-        self._db.close()
+            except self._duckdb.Error:
+                pass
+        try:
+            self._db.close()
+        except self._duckdb.Error:
+            pass

@@ -23,6 +23,11 @@ class ImageNotFound(KeyError):
     """No image with this (visit, detector) in the archive."""
 
 
+def object_cards(field: str | None) -> list[tuple[str, object, str]]:
+    """The primary-header cards the archive adds to the spec's own: the observed field."""
+    return [("OBJECT", field, "observed field")] if field else []
+
+
 class ImageStore:
     def __init__(self, root: Path, con=None):
         self.root = Path(root)
@@ -37,6 +42,12 @@ class ImageStore:
             raise ImageNotFound(f"no difference image for visit {visit}, detector {detector}")
         return dict(zip(names, row))
 
+    def records(self) -> list[dict]:
+        """Every row of ``diavo.image``: a served archive is read-only, so callers may keep them."""
+        cur = self._con.execute("SELECT * FROM diavo.image ORDER BY visit, detector")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
     def spec(self, visit: int, detector: int) -> ImageSpec:
         return ImageSpec.from_record(self._row(visit, detector))
 
@@ -50,20 +61,24 @@ class ImageStore:
             "AND visit = ? AND detector = ? ORDER BY diaSourceId", [lo, hi, int(visit), int(detector)]).fetchnumpy()
         return SourceList(x=t["x"], y=t["y"], flux=t["psfFlux"], ids=t["diaSourceId"])
 
-    def planes(self, visit: int, detector: int, region=None) -> tuple[ImageSpec, Planes]:
-        row = self._row(visit, detector)
+    def planes(self, visit: int, detector: int, region=None, *, record: dict | None = None,
+               sources: SourceList | None = None) -> tuple[ImageSpec, Planes]:
+        """Pixels of the image (or of ``region``); a caller that already holds the image's
+        ``record`` and ``sources`` may pass them to skip the catalog look-ups."""
+        row = record if record is not None else self._row(visit, detector)
         spec = ImageSpec.from_record(row)
         if row["kind"] == "fits":
             return spec, self._read_file(self.root / row["path"], spec, region)
-        return spec, render(spec, self.sources(visit, detector, spec), region)
+        if sources is None:
+            sources = self.sources(visit, detector, spec)
+        return spec, render(spec, sources, region)
 
     def fits_bytes(self, visit: int, detector: int, region=None) -> bytes:
         row = self._row(visit, detector)
         if row["kind"] == "fits" and region is None:
             return (self.root / row["path"]).read_bytes()
-        spec, planes = self.planes(visit, detector, region)
-        extra = [("OBJECT", row["field"], "observed field")] if row.get("field") else []
-        return exposure_bytes(spec, planes, extra_cards=extra)
+        spec, planes = self.planes(visit, detector, region, record=row)
+        return exposure_bytes(spec, planes, extra_cards=object_cards(row.get("field")))
 
     @staticmethod
     def _healpix_span(spec: ImageSpec) -> tuple[int, int]:
