@@ -18,7 +18,6 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from vo_models.vodataservice.models import ParamHTTP
 from vo_models.voresource.models import Capability, SecurityMethod
-from vo_models.vosi.capabilities.models import VOSICapabilities
 
 from diavo.server.adql.errors import ADQLError
 from diavo.server.engine.base import Cancel, EngineError, Limits, QueryAborted, QueryTimeout
@@ -43,20 +42,16 @@ def capabilities_document(settings, base: str) -> bytes:
     root = base + PREFIX
     security = [SecurityMethod(standard_id=vosi.TOKEN_SECURITY)] if settings.auth_required else []
     query = Capability(standard_id=q.STANDARD_ID, interface=[ParamHTTP(
-        role="std", version="2.0", access_url=[vosi._URL(value=root + "/query", use="full")],
+        role="std", version="2.0", access_url=[vosi.URL(value=root + "/query", use="full")],
         security_method=security)])
-    return vosi._xml(VOSICapabilities(capability=[
-        query,
-        vosi._vosi(vosi.VOSI_CAPABILITIES, root + "/capabilities"),
-        vosi._vosi(vosi.VOSI_AVAILABILITY, root + "/availability"),
-    ]))
+    return vosi.service_capabilities(query, root)
 
 
 async def capabilities(request: Request) -> Response:
     ctx = request.app.state.ctx
     base = base_url(request, ctx.settings)
-    body = vosi._cached(request, ("sia-capabilities", base), lambda: capabilities_document(ctx.settings, base))
-    return Response(body, media_type=vosi.XML_TYPE, headers=vosi._headers(ctx))
+    body = vosi.cached(request, ("sia-capabilities", base), lambda: capabilities_document(ctx.settings, base))
+    return Response(body, media_type=vosi.XML_TYPE, headers=vosi.headers(ctx))
 
 
 async def availability(request: Request) -> Response:

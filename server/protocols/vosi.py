@@ -96,7 +96,7 @@ CACHE_SIZE = 32
 # own reserved-word list, turns URLs into pydantic AnyUrl (which rewrites hosts), and lacks the
 # VODataService attributes std and extendedType. These subclasses keep values exactly as given.
 
-class _URL(AccessURL):
+class URL(AccessURL):
     value: str
     use: str = attr(name="use")
 
@@ -143,11 +143,11 @@ class _OneTable(_Table, tag="table", ns="vosi", nsmap=TABLES_NSMAP):
     pass
 
 
-def _xml(doc: BaseXmlModel) -> bytes:
+def to_xml(doc: BaseXmlModel) -> bytes:
     return doc.to_xml(skip_empty=True, xml_declaration=True, encoding="UTF-8")
 
 
-def _cached(request: Request, key: tuple, build: Callable[[], bytes]) -> bytes:
+def cached(request: Request, key: tuple, build: Callable[[], bytes]) -> bytes:
     """Rendered documents kept on the app (metadata is static); bounded, since the key may hold a
     client-chosen host name."""
     cache = getattr(request.app.state, "vosi_cache", None)
@@ -159,7 +159,7 @@ def _cached(request: Request, key: tuple, build: Callable[[], bytes]) -> bytes:
     return cache[key]
 
 
-def _headers(ctx: Any) -> dict[str, str]:
+def headers(ctx: Any) -> dict[str, str]:
     started = getattr(ctx, "started", None)
     return {"Last-Modified": format_datetime(started, usegmt=True)} if started else {}
 
@@ -171,7 +171,7 @@ def availability_document(settings: Settings, started: dt.datetime | None) -> by
     catalog = Path(settings.root) / "catalog.duckdb"
     up = catalog.exists()
     note = "diavo is accepting queries" if up else f"the archive catalogue {catalog.name} is missing"
-    return _xml(Availability(available=up, up_since=started if up else None, note=[note]))
+    return to_xml(Availability(available=up, up_since=started if up else None, note=[note]))
 
 
 async def availability(request: Request) -> Response:
@@ -214,9 +214,19 @@ def _output_formats(formats: Iterable[OutputFormatSpec]) -> list[OutputFormat]:
     return out
 
 
-def _vosi(standard_id: str, url: str) -> Capability:
+def vosi_capability(standard_id: str, url: str) -> Capability:
     return Capability(standard_id=standard_id,
-                      interface=[ParamHTTP(role="std", access_url=[_URL(value=url, use="full")])])
+                      interface=[ParamHTTP(role="std", access_url=[URL(value=url, use="full")])])
+
+
+def service_capabilities(main: Capability, root: str) -> bytes:
+    """A protocol's capabilities document: its own capability, then the VOSI capabilities and
+    availability beside it at ``root`` (SIA, SODA: every resource except TAP's)."""
+    return to_xml(VOSICapabilities(capability=[
+        main,
+        vosi_capability(VOSI_CAPABILITIES, root + "/capabilities"),
+        vosi_capability(VOSI_AVAILABILITY, root + "/availability"),
+    ]))
 
 
 def capabilities_document(settings: Settings, base: str,
@@ -225,7 +235,7 @@ def capabilities_document(settings: Settings, base: str,
     tap = base + "/tap"
     security = [SecurityMethod(standard_id=TOKEN_SECURITY)] if settings.auth_required else []
     table_access = TableAccess(
-        interface=[ParamHTTP(role="std", version="1.1", access_url=[_URL(value=tap, use="base")],
+        interface=[ParamHTTP(role="std", version="1.1", access_url=[URL(value=tap, use="base")],
                              security_method=security)],
         data_model=[DataModelType(value="ObsCore-1.1", ivo_id=OBSCORE)],
         language=[Language(
@@ -244,12 +254,12 @@ def capabilities_document(settings: Settings, base: str,
         upload_limit=DataLimits(hard=DataLimit(value=settings.upload_max_bytes, unit="byte")),
     )
     examples = Capability(standard_id=DALI_EXAMPLES,
-                          interface=[WebBrowser(access_url=[_URL(value=tap + "/examples", use="full")])])
-    return _xml(VOSICapabilities(capability=[
+                          interface=[WebBrowser(access_url=[URL(value=tap + "/examples", use="full")])])
+    return to_xml(VOSICapabilities(capability=[
         table_access,
-        _vosi(VOSI_CAPABILITIES, tap + "/capabilities"),
-        _vosi(VOSI_AVAILABILITY, tap + "/availability"),
-        _vosi(VOSI_TABLES, tap + "/tables"),
+        vosi_capability(VOSI_CAPABILITIES, tap + "/capabilities"),
+        vosi_capability(VOSI_AVAILABILITY, tap + "/availability"),
+        vosi_capability(VOSI_TABLES, tap + "/tables"),
         examples,
     ]))
 
@@ -257,9 +267,9 @@ def capabilities_document(settings: Settings, base: str,
 async def capabilities(request: Request) -> Response:
     ctx = request.app.state.ctx
     base = base_url(request, ctx.settings)
-    body = _cached(request, ("capabilities", base),
+    body = cached(request, ("capabilities", base),
                    lambda: capabilities_document(ctx.settings, base, FORMATS))
-    return Response(body, media_type=XML_TYPE, headers=_headers(ctx))
+    return Response(body, media_type=XML_TYPE, headers=headers(ctx))
 
 
 # --- tables ---------------------------------------------------------------------------------------
@@ -320,7 +330,7 @@ def tableset_document(model: DataModel, detail: bool = True) -> bytes:
                 table=[t for schema, t in tables if schema == s["schema_name"]])
         for s in rows
     ]
-    return _xml(_TableSet(tableset_schema=schemas))
+    return to_xml(_TableSet(tableset_schema=schemas))
 
 
 def table_document(model: DataModel, name: str) -> bytes | None:
@@ -328,7 +338,7 @@ def table_document(model: DataModel, name: str) -> bytes | None:
     wanted = name.lower()
     for _, table in _tables(model, detail=True):
         if wanted in (table.table_name.lower(), table.table_name.replace('"', "").lower()):
-            return _xml(_OneTable(**{k: getattr(table, k) for k in _Table.model_fields}))
+            return to_xml(_OneTable(**{k: getattr(table, k) for k in _Table.model_fields}))
     return None
 
 
@@ -340,17 +350,17 @@ def _wants_min(request: Request) -> bool:
 async def tables(request: Request) -> Response:
     ctx = request.app.state.ctx
     detail = not _wants_min(request)
-    body = _cached(request, ("tables", detail), lambda: tableset_document(ctx.model, detail))
-    return Response(body, media_type=XML_TYPE, headers=_headers(ctx))
+    body = cached(request, ("tables", detail), lambda: tableset_document(ctx.model, detail))
+    return Response(body, media_type=XML_TYPE, headers=headers(ctx))
 
 
 async def table(request: Request) -> Response:
     ctx = request.app.state.ctx
     name = request.path_params["name"]
-    body = _cached(request, ("table", name.lower()), lambda: table_document(ctx.model, name) or b"")
+    body = cached(request, ("table", name.lower()), lambda: table_document(ctx.model, name) or b"")
     if not body:
         raise NotFound(f"no table {name!r}; {tap_url(request, ctx.settings)}/tables lists them all")
-    return Response(body, media_type=XML_TYPE, headers=_headers(ctx))
+    return Response(body, media_type=XML_TYPE, headers=headers(ctx))
 
 
 def routes() -> list[Route]:
