@@ -87,10 +87,10 @@ def bench_translate(service, repeat: int, centres) -> None:
     model = service.model
     ra, dec = centres[0]
     for label, text in (("tutorial", TUTORIAL), ("cone", CONE.format(ra=ra, dec=dec, r=0.05))):
-        ms, _ = median_ms(lambda: service.translate(text), repeat, warm=10)
-        p_ms, tree = median_ms(lambda: parse(text), repeat)
-        c_ms, checked = median_ms(lambda: check(tree, model, None), repeat)
-        e_ms, _ = median_ms(lambda: emit_sql(checked), repeat)
+        ms, _ = median_ms(lambda text=text: service.translate(text), repeat, warm=10)
+        p_ms, tree = median_ms(lambda text=text: parse(text), repeat)
+        c_ms, checked = median_ms(lambda tree=tree: check(tree, model, None), repeat)
+        e_ms, _ = median_ms(lambda checked=checked: emit_sql(checked), repeat)
         emit(measure="translate", query=label, repeat=repeat, ms=ms, parse_ms=p_ms, check_ms=c_ms,
              emit_ms=e_ms, target_ms=TARGETS["translate_ms"])
     # A new centre every time, so the memoised HEALPix cover never helps.
@@ -173,7 +173,7 @@ def sample_centres(service, k: int, seed: int) -> list[tuple[float, float]]:
     sql = (f'SELECT ra, dec FROM "dp1"."DiaSource" USING SAMPLE reservoir({k} ROWS) '
            f"REPEATABLE ({seed}) ORDER BY ra, dec")
     table = service.engine.execute(EngineQuery(sql=sql), Limits(timeout_s=600)).table
-    return list(zip(table.column("ra").to_pylist(), table.column("dec").to_pylist()))
+    return list(zip(table.column("ra").to_pylist(), table.column("dec").to_pylist(), strict=False))
 
 
 def main(argv=None) -> None:

@@ -30,7 +30,8 @@ def dir_size(path: Path) -> int:
 
 def build(scale: str, root: Path, n_sources: int | None) -> dict:
     code = ("import json, sys; from pathlib import Path; from diavo.server.archive.demo.build import build_demo; "
-            f"print(json.dumps(build_demo(Path(sys.argv[1]), scale={scale!r}, seed=42, n_sources={n_sources!r}, progress=False)))")
+            f"print(json.dumps(build_demo(Path(sys.argv[1]), scale={scale!r}, seed=42, "
+            f"n_sources={n_sources!r}, progress=False)))")
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code, str(root)], check=True, capture_output=True, text=True)

@@ -133,7 +133,7 @@ def main(argv=None) -> None:
     k = 16384
     c_ra, c_dec = rng.random(k) * 360, rng.uniform(-80, 80, k)
     texts = [f"POLYGON ICRS {a + .1:.6f} {d - .1:.6f} {a + .1:.6f} {d + .1:.6f} "
-             f"{a - .1:.6f} {d + .1:.6f} {a - .1:.6f} {d - .1:.6f}" for a, d in zip(c_ra, c_dec)]
+             f"{a - .1:.6f} {d + .1:.6f} {a - .1:.6f} {d - .1:.6f}" for a, d in zip(c_ra, c_dec, strict=False)]
     import pyarrow as pa
     con.register("regions", pa.table({"s_region": texts}))
     G._shape.cache_clear()

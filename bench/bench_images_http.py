@@ -65,9 +65,9 @@ def main(argv=None) -> None:
     links = lambda ident: s.get(f"{base}/datalink/links?ID={quote(ident, safe='')}", timeout=60)  # noqa: E731
 
     # -- DataLink -----------------------------------------------------------------------------
-    cold = [timed(lambda: links(ident))[0] for ident, _, _ in imgs[12:]]
+    cold = [timed(lambda ident=ident: links(ident))[0] for ident, _, _ in imgs[12:]]
     warm_ids = [ident for ident, _, _ in imgs[12:22]]
-    warm = [timed(lambda: links(warm_ids[i % len(warm_ids)]))[0] for i in range(args.repeat)]
+    warm = [timed(lambda i=i: links(warm_ids[i % len(warm_ids)]))[0] for i in range(args.repeat)]
     print(f"DataLink, one ID        p50 {statistics.median(warm) * 1e3:7.2f} ms  p90 {pct(warm, 0.9) * 1e3:7.2f} ms"
           f"  (first request for an ID: p50 {statistics.median(cold) * 1e3:.2f} ms)   target p50 <= 10 ms")
     many = [ident for ident, _, _ in imgs]
@@ -92,7 +92,7 @@ def main(argv=None) -> None:
         times, sizes = [], []
         for ident, ra, dec in group:
             params = {"ID": ident, "CIRCLE": f"{ra + offset} {dec} {CUTOUT_RADIUS_DEG}"}
-            t, n = timed(lambda: fetch(s, f"{base}/soda/sync", params=params))
+            t, n = timed(lambda params=params: fetch(s, f"{base}/soda/sync", params=params))
             times.append(t)
             sizes.append(n)
         return statistics.median(times), statistics.median(sizes)

@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         report.append(("tutorial (first request, cold)", [time.perf_counter() - t], rows))
 
         centres = footprints(session, base, args.n, args.seed)
-        rng = random.Random(args.seed)
 
         def cone(i):
             ra, dec = centres[i]
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             ("LSST_BAND=r + TIME (no POS)", lambda i: {"LSST_BAND": "r", "TIME": "60623.0 60624.0"}),
             ("MAXREC=0 (metadata only)", lambda i: {"MAXREC": "0", "POS": TUTORIAL["POS"]}),
         ]
-        for name, make in cases:       # untimed warm-up (keep-alive connection, cursors)
+        for _name, make in cases:       # untimed warm-up (keep-alive connection, cursors)
             for i in range(5):
                 sia(session, base, make(i))
         adql = {}
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             times, rows = timed(lambda i, make=make: sia(session, base, make(i))[0], args.n)
             report.append((f"SIA  {name}", times, rows))
             adql[name] = [sia(session, base, make(i))[1] for i in range(min(args.n, 50))]
-        for name, make in cases[:5]:
+        for name, _make in cases[:5]:
             queries = adql[name]
             times, rows = timed(lambda i, queries=queries: tap(session, base, queries[i % len(queries)]), args.n)
             report.append((f"TAP  {name}", times, rows))

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 import requests
@@ -46,10 +46,8 @@ class Peak:
 
     def reset(self) -> None:
         if self.pid:
-            try:
+            with suppress(OSError):
                 Path(f"/proc/{self.pid}/clear_refs").write_text("5")
-            except OSError:
-                pass
 
     def mib(self) -> str:
         if not self.pid:
@@ -116,7 +114,7 @@ def throughput(tap: str, centres, clients: int, seconds: float) -> float:
             k = i
             while time.monotonic() < stop:
                 ra, dec = centres[k % len(centres)]
-                sync(s, tap, CONE.format(ra=ra, dec=dec)).content
+                _ = sync(s, tap, CONE.format(ra=ra, dec=dec)).content
                 counts[i] += 1
                 k += clients
 
@@ -198,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         measure(report, "cone r=0.05°, 1 client: p50 / p95", cones)
         for clients in (1, 8):
             measure(report, f"cone, {clients} concurrent client(s)",
-                    lambda: (f"{throughput(tap, centres, clients, args.seconds):.0f} req/s",
+                    lambda clients=clients: (f"{throughput(tap, centres, clients, args.seconds):.0f} req/s",
                              f"{args.seconds:g} s; peak RSS {peak.mib()}"))
 
         def aggregate():

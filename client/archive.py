@@ -7,6 +7,7 @@ cut-out). Everything it does not wrap is reachable through ``archive.tap`` and `
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import numbers
 import re
@@ -92,8 +93,9 @@ def _capabilities(session: requests.Session, url: str, timeout: float) -> dict[s
             continue
         sid = (cap.get("standardID") or "").lower()
         for el in cap.iter():
-            if el.tag.rsplit("}", 1)[-1] == "accessURL" and (el.text or "").strip():
-                found.setdefault(sid, el.text.strip())
+            text = (el.text or "").strip()
+            if el.tag.rsplit("}", 1)[-1] == "accessURL" and text:
+                found.setdefault(sid, text)
                 break
     return found
 
@@ -183,14 +185,14 @@ class Archive:
     def close(self) -> None:
         self.session.close()
 
-    def __enter__(self) -> "Archive":
+    def __enter__(self) -> Archive:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- finding datasets ---------------------------------------------------------------------
-    def get_dataset_type(self, name: str) -> DatasetType:
+    def get_dataset_type(self, name: str | DatasetType) -> DatasetType:
         """Dimensions, required dimensions and storage class of a dataset type."""
         return dataset_type(name)
 
@@ -224,7 +226,7 @@ class Archive:
             rows = rows.to_table()
         return [DatasetRef.from_row(row) for row in rows]
 
-    def _search(self, query: str, maxrec: int | None = None) -> "Table":
+    def _search(self, query: str, maxrec: int | None = None) -> Table:
         from pyvo.dal import DALAccessError
 
         with warnings.catch_warnings():
@@ -249,7 +251,8 @@ class Archive:
         if isinstance(ref, Mapping):
             if dataId is not None:
                 raise TypeError("pass the data ID once")
-            ref, dataId = "difference_image", ref
+            dataId = ref
+            ref = "difference_image"
         dtype = self.get_dataset_type(ref)
         values = {**dict(dataId or {}), **kwargs}
         missing = [k for k in ("visit", "detector") if values.get(k) is None]
@@ -265,7 +268,7 @@ class Archive:
         return DatasetRef(dtype, data_id, id=image_id(visit, detector))
 
     def datalink(self, ref: DatasetRef | str | Mapping[str, Any], dataId: Mapping[str, Any] | None = None,  # noqa: N803
-                 **kwargs: Any) -> "pyvo.dal.adhoc.DatalinkResults":
+                 **kwargs: Any) -> pyvo.dal.adhoc.DatalinkResults:
         """The DataLink document of a dataset (pyvo DatalinkResults)."""
         from pyvo.dal.adhoc import DatalinkResults
 
@@ -309,7 +312,7 @@ class Archive:
         return buf.getvalue()
 
     def get(self, ref: DatasetRef | str | Mapping[str, Any], dataId: Mapping[str, Any] | None = None,  # noqa: N803
-            **kwargs: Any) -> "Exposure":
+            **kwargs: Any) -> Exposure:
         """The dataset as an Exposure: ``get(ref)``, ``get(type, dataId=...)``, ``get(type, visit=, detector=)``."""
         ref = self.resolve(ref, dataId, **kwargs)
         path = self._cached(ref)
@@ -355,13 +358,13 @@ class Archive:
             stream_response(r, buf, label, self.progress)
         return buf.getvalue()
 
-    def cutout(self, ref: DatasetRef | Mapping[str, Any], ra: Any, dec: Any, radius: Any) -> "Exposure":
+    def cutout(self, ref: DatasetRef | Mapping[str, Any], ra: Any, dec: Any, radius: Any) -> Exposure:
         """A SODA cut-out (all three planes) of a circle around (ra, dec), as an Exposure."""
         return _exposure(self.cutout_fits(ref, ra, dec, radius))
 
     # -- catalogues ---------------------------------------------------------------------------
     def dia_sources(self, visit: int, detector: int, columns: str | Sequence[str] | None = None,
-                    sync: bool = False, table: str = "dp1.DiaSource") -> "Table":
+                    sync: bool = False, table: str = "dp1.DiaSource") -> Table:
         """The DiaSources of one image (the tutorial's query), by async TAP unless ``sync``.
 
         ``columns``: names (default diaSourceId, x, y) or "*" for all.
@@ -377,7 +380,7 @@ class Archive:
             return self._search(query)
         return self._run_async(query)
 
-    def _run_async(self, query: str) -> "Table":
+    def _run_async(self, query: str) -> Table:
         """submit, run, wait, fetch, delete: the tutorial's async TAP sequence."""
         from pyvo.dal import DALAccessError
 
@@ -397,10 +400,8 @@ class Archive:
         except DALAccessError as exc:
             raise ArchiveError(f"TAP job failed: {_dal_message(exc)}", url=job.url) from exc
         finally:
-            try:
+            with contextlib.suppress(Exception):  # a failed clean-up must not hide the result or error
                 job.delete()
-            except Exception:  # a failed clean-up must not hide the result or the real error
-                pass
         if _overflowed(result):
             raise ArchiveError(f"the service cut the result at {len(result)} rows (its MAXREC limit)")
         return result.to_table()
@@ -448,7 +449,7 @@ def _degrees(value: Any, what: str) -> float:
     return v
 
 
-def _exposure(data: Any) -> "Exposure":
+def _exposure(data: Any) -> Exposure:
     from .exposure import Exposure
 
     return Exposure.from_fits(data)

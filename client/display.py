@@ -15,14 +15,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from typing import Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from .geom import Point2D, SpherePoint
 from .planes import Image, Mask, mask_plane_color
 
-Transparency = Union[float, Mapping[str, float]]
+Transparency = float | Mapping[str, float]
 #: Columns searched for sky and pixel positions of sources, in this order.
 SKY_COLUMNS = (("ra", "dec"), ("coord_ra", "coord_dec"), ("s_ra", "s_dec"))
 PIXEL_COLUMNS = (("x", "y"), ("centroid_x", "centroid_y"))
@@ -268,7 +268,7 @@ def _rings(ax, x, y, radius: float, color: str) -> None:
     from matplotlib.patches import Circle
 
     ok = np.isfinite(x) & np.isfinite(y)
-    circles = [Circle((float(a), float(b)), radius) for a, b in zip(x[ok], y[ok])]
+    circles = [Circle((float(a), float(b)), radius) for a, b in zip(x[ok], y[ok], strict=False)]
     if circles:
         ax.add_collection(PatchCollection(circles, facecolor="none", edgecolor=color, linewidth=1.0))
 

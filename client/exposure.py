@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from astropy.io import fits
@@ -22,7 +22,7 @@ from .psf import Psf
 from .visit import Detector, FilterLabel, VisitInfo
 from .wcs import SkyWcs
 
-FitsSource = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]
+FitsSource = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO
 
 
 def parent_origin(header) -> tuple[int, int]:
@@ -126,7 +126,7 @@ class Exposure:
 
     # -- reading --------------------------------------------------------------------------------
     @classmethod
-    def from_fits(cls, data: FitsSource) -> "Exposure":
+    def from_fits(cls, data: FitsSource) -> Exposure:
         """Parse diavo's MEF FITS: bytes, a path, or a binary file object."""
         if isinstance(data, (bytes, bytearray, memoryview)):
             data = io.BytesIO(bytes(data))
@@ -255,7 +255,7 @@ class Exposure:
         return {k: v for k, v in out.items() if v is not None}
 
     # -- cutting ---------------------------------------------------------------------------------
-    def subset(self, bbox: Box2I) -> "Exposure":
+    def subset(self, bbox: Box2I) -> Exposure:
         """The part inside ``bbox`` (parent pixels), sharing pixels with this exposure."""
         wcs = self._info.wcs
         if wcs is not None:
@@ -264,7 +264,7 @@ class Exposure:
         return Exposure(self._mi.image.subset(bbox), self._mi.mask.subset(bbox),
                         self._mi.variance.subset(bbox), self._metadata, info)
 
-    def getCutout(self, center: SpherePoint, size: Extent2I) -> "Exposure":
+    def getCutout(self, center: SpherePoint, size: Extent2I) -> Exposure:
         """A ``size`` box centred on a sky position, clipped to this exposure."""
         if self._info.wcs is None:
             raise ValueError("this exposure has no WCS")
@@ -277,7 +277,7 @@ class Exposure:
             raise ValueError(f"{center} is not on this exposure")
         return self.subset(box)
 
-    def __getitem__(self, bbox: Box2I) -> "Exposure":
+    def __getitem__(self, bbox: Box2I) -> Exposure:
         return self.subset(bbox)
 
     def __repr__(self) -> str:

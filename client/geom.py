@@ -10,8 +10,9 @@ frame of the CCD (a cut-out keeps the coordinates of the full image).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Iterator, Union
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class AngleUnit:
     # numpy scalars defer to __rmul__ instead of making an object array
     __array_ufunc__ = None
 
-    def __rmul__(self, value) -> "Angle":
+    def __rmul__(self, value) -> Angle:
         return Angle(float(value), self)
 
     def __repr__(self) -> str:
@@ -49,9 +50,10 @@ class Angle:
     """An angle stored in radians; ``float(angle)`` is radians, as LSST's ``Angle`` behaves."""
 
     __slots__ = ("_rad",)
+    _rad: float
     __array_ufunc__ = None
 
-    def __init__(self, value: Union[float, "Angle"] = 0.0, unit: AngleUnit = radians) -> None:
+    def __init__(self, value: float | Angle = 0.0, unit: AngleUnit = radians) -> None:
         if isinstance(value, Angle):
             self._rad = value._rad
         else:
@@ -73,11 +75,11 @@ class Angle:
     def asAngularUnits(self, unit: AngleUnit) -> float:
         return self._rad / unit.size_rad
 
-    def wrap(self) -> "Angle":
+    def wrap(self) -> Angle:
         """The same direction in [0, 2 pi)."""
         return Angle(self._rad % (2.0 * math.pi))
 
-    def wrapCtr(self) -> "Angle":
+    def wrapCtr(self) -> Angle:
         """The same direction in [-pi, pi)."""
         return Angle((self._rad + math.pi) % (2.0 * math.pi) - math.pi)
 
@@ -104,19 +106,19 @@ class Angle:
     def __float__(self) -> float:
         return self._rad
 
-    def __add__(self, other: "Angle") -> "Angle":
+    def __add__(self, other: Angle) -> Angle:
         return Angle(self._rad + Angle(other)._rad)
 
-    def __sub__(self, other: "Angle") -> "Angle":
+    def __sub__(self, other: Angle) -> Angle:
         return Angle(self._rad - Angle(other)._rad)
 
-    def __neg__(self) -> "Angle":
+    def __neg__(self) -> Angle:
         return Angle(-self._rad)
 
-    def __abs__(self) -> "Angle":
+    def __abs__(self) -> Angle:
         return Angle(abs(self._rad))
 
-    def __mul__(self, k: float) -> "Angle":
+    def __mul__(self, k: float) -> Angle:
         return Angle(self._rad * float(k))
 
     __rmul__ = __mul__
@@ -170,6 +172,8 @@ class SpherePoint:
     ``SpherePoint(ra, dec, degrees)`` or ``SpherePoint(skycoord)``."""
 
     __slots__ = ("_ra", "_dec")
+    _ra: Angle
+    _dec: Angle
 
     def __init__(self, lon, lat=None, unit: AngleUnit | None = None) -> None:
         if lat is None:  # an astropy SkyCoord, or another SpherePoint
@@ -205,12 +209,12 @@ class SpherePoint:
         a, d = self._ra.asRadians(), self._dec.asRadians()
         return np.array([math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d)])
 
-    def separation(self, other: "SpherePoint") -> Angle:
+    def separation(self, other: SpherePoint) -> Angle:
         """Great-circle distance (atan2 form: accurate at all separations)."""
         u, v = self._unit_vector(), SpherePoint(other)._unit_vector()
         return Angle(math.atan2(float(np.linalg.norm(np.cross(u, v))), float(np.dot(u, v))))
 
-    def isClose(self, other: "SpherePoint", maxSeparation: Angle = Angle(1e-3, arcseconds)) -> bool:
+    def isClose(self, other: SpherePoint, maxSeparation: Angle = Angle(1e-3, arcseconds)) -> bool:  # noqa: B008 - immutable
         return self.separation(other) <= maxSeparation
 
     def to_skycoord(self):
@@ -260,7 +264,7 @@ class Point2D:
     """A pixel position (floating point)."""
 
     __slots__ = ("_x", "_y")
-    _cast = float
+    _cast: Callable[[Any], float] = float
 
     def __init__(self, *args) -> None:
         x, y = _xy(args) if args else (0, 0)
@@ -305,7 +309,7 @@ class Point2D:
 class Point2I(Point2D):
     """A pixel index (integer)."""
 
-    _cast = int
+    _cast: Callable[[Any], float] = int
 
     def __str__(self) -> str:
         return f"({self._x}, {self._y})"
@@ -315,10 +319,10 @@ class Extent2I(Point2I):
     """Integer dimensions (width, height)."""
 
     def getWidth(self) -> int:
-        return self._x
+        return int(self._x)
 
     def getHeight(self) -> int:
-        return self._y
+        return int(self._y)
 
 
 class Box2I:
@@ -329,8 +333,12 @@ class Box2I:
     """
 
     __slots__ = ("_x0", "_y0", "_w", "_h")
+    _x0: int
+    _y0: int
+    _w: int
+    _h: int
 
-    def __init__(self, corner: Point2D = None, other: Point2D = None) -> None:
+    def __init__(self, corner: Point2D | None = None, other: Point2D | None = None) -> None:
         if corner is None:
             self._x0 = self._y0 = self._w = self._h = 0
             return
@@ -344,7 +352,7 @@ class Box2I:
         self._w, self._h = max(int(w), 0), max(int(h), 0)
 
     @classmethod
-    def from_bounds(cls, x0: int, y0: int, width: int, height: int) -> "Box2I":
+    def from_bounds(cls, x0: int, y0: int, width: int, height: int) -> Box2I:
         return cls(Point2I(x0, y0), Extent2I(width, height))
 
     # LSST accessors
@@ -420,10 +428,10 @@ class Box2I:
         inside = (ix >= self.getMinX()) & (ix <= self.getMaxX()) & (iy >= self.getMinY()) & (iy <= self.getMaxY())
         return bool(inside) if np.ndim(inside) == 0 else inside
 
-    def overlaps(self, other: "Box2I") -> bool:
+    def overlaps(self, other: Box2I) -> bool:
         return not self.clippedTo(other).isEmpty()
 
-    def clippedTo(self, other: "Box2I") -> "Box2I":
+    def clippedTo(self, other: Box2I) -> Box2I:
         """The intersection of two boxes (empty when they do not overlap)."""
         x0, y0 = max(self.getMinX(), other.getMinX()), max(self.getMinY(), other.getMinY())
         x1, y1 = min(self.getEndX(), other.getEndX()), min(self.getEndY(), other.getEndY())

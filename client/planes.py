@@ -5,7 +5,7 @@ Each plane is a numpy array plus the parent-pixel position of its element [0, 0]
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -69,15 +69,15 @@ class Image:
     def height(self) -> int:
         return self.getHeight()
 
-    def convertF(self) -> "Image":
+    def convertF(self) -> Image:
         """A float32 copy (the pipelines' ImageF)."""
         return type(self)(self.array.astype(np.float32), self._x0, self._y0, self.unit)
 
-    def convertD(self) -> "Image":
+    def convertD(self) -> Image:
         """A float64 copy (the pipelines' ImageD)."""
         return type(self)(self.array.astype(np.float64), self._x0, self._y0, self.unit)
 
-    def subset(self, bbox: Box2I) -> "Image":
+    def subset(self, bbox: Box2I) -> Image:
         """The part of the plane inside ``bbox`` (parent pixels); a view, not a copy."""
         return type(self)(self.array[self._local(bbox)], bbox.getMinX(), bbox.getMinY(), self.unit)
 
@@ -131,7 +131,7 @@ class Mask(Image):
         """Boolean array: where the named plane is set."""
         return (self.array & self.getPlaneBitMask(name)) != 0
 
-    def subset(self, bbox: Box2I) -> "Mask":
+    def subset(self, bbox: Box2I) -> Mask:
         return Mask(self.array[self._local(bbox)], bbox.getMinX(), bbox.getMinY(), self._planes, self.unit)
 
     def convertF(self) -> Image:

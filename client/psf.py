@@ -61,7 +61,7 @@ class Psf:
         self.model = model
 
     @classmethod
-    def from_header(cls, header) -> "Psf":
+    def from_header(cls, header) -> Psf:
         return cls(GaussianPsfModel.from_header(header))
 
     def getAveragePosition(self) -> Point2D:
@@ -69,7 +69,8 @@ class Psf:
         return Point2D(self.model.width / 2.0, self.model.height / 2.0)
 
     def _where(self, args) -> tuple[float, float]:
-        return tuple(self.getAveragePosition()) if not args else tuple(float(v) for v in _xy(args))
+        x, y = self.getAveragePosition() if not args else _xy(args)
+        return float(x), float(y)
 
     def computeImage(self, *position) -> Image:
         """The PSF as it would appear centred at ``position``: sums to 1, placed in parent

@@ -17,8 +17,22 @@ from typing import Any, NoReturn
 
 from astropy.time import Time
 
-from .expr import (FLIP, BindRef, BoolOp, Compare, FieldRef, Function, InList, Node, Not, Overlaps, Pair,
-                   QueryExpressionError, Value, parse)
+from .expr import (
+    FLIP,
+    BindRef,
+    BoolOp,
+    Compare,
+    FieldRef,
+    Function,
+    InList,
+    Node,
+    Not,
+    Overlaps,
+    Pair,
+    QueryExpressionError,
+    Value,
+    parse,
+)
 from .refs import DIFFERENCE_IMAGE, DatasetType, Timespan
 
 __all__ = ["QueryExpressionError", "translate_where", "constraints_adql", "order_by_adql",
@@ -117,7 +131,8 @@ class _Renderer:
         """Bind references (``:name`` or a bare bind key) become Values; fields are checked."""
         if isinstance(node, BindRef):
             if node.name not in self.bind:
-                self.fail(f"no bind value for :{node.name} (bind has: {', '.join(sorted(self.bind)) or 'nothing'})", node)
+                have = ", ".join(sorted(self.bind)) or "nothing"
+                self.fail(f"no bind value for :{node.name} (bind has: {have})", node)
             return Value(node.pos, self.bind[node.name], bind=node.name)
         if isinstance(node, FieldRef):
             key = node.name.lower()
@@ -141,7 +156,7 @@ class _Renderer:
             if kind == "int":
                 if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                     if isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer():
-                        return str(int(v))
+                        return str(int(float(v)))
                     self.fail(f"{field_name} is an integer; {self.describe(node)} is not", node)
                 return adql_number(v)
             if kind == "float":
@@ -170,7 +185,7 @@ class _Renderer:
     def timespan(self, node: Node) -> tuple[float | None, float | None] | float:
         """A Timespan / (begin, end) pair → (begin, end) MJD UTC; a single time → its MJD."""
         if isinstance(node, Pair):
-            ends = []
+            ends: list[float | None] = []
             for part in (node.first, node.second):
                 part = self.resolve(part)
                 if isinstance(part, Value) and part.value is None:
@@ -277,6 +292,7 @@ class _Renderer:
         if not self.is_field(left):
             self.fail("OVERLAPS needs visit.timespan or visit_detector_region.region on one side", node)
         left = self.resolve(left)
+        assert isinstance(left, FieldRef)
         field = FIELDS[left.name]
         if field.kind == "timespan":
             span = self.timespan(right)

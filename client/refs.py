@@ -175,7 +175,7 @@ class Timespan:
             raise ValueError(f"timespan ends ({self.end.tai.isot}) before it begins ({self.begin.tai.isot})")
 
     @classmethod
-    def from_mjd(cls, begin: float | None, end: float | None, scale: str = "utc") -> "Timespan":
+    def from_mjd(cls, begin: float | None, end: float | None, scale: str = "utc") -> Timespan:
         """From MJD values, by default in UTC (the scale of ObsCore's t_min/t_max here)."""
         return cls(None if begin is None else Time(begin, format="mjd", scale=scale),
                    None if end is None else Time(end, format="mjd", scale=scale))
@@ -188,13 +188,15 @@ class Timespan:
     def end_mjd(self) -> float | None:
         return None if self.end is None else float(self.end.utc.mjd)
 
-    def overlaps(self, other: "Timespan") -> bool:
+    def overlaps(self, other: Timespan) -> bool:
         lo = max(v for v in (self.begin_mjd, other.begin_mjd, -math.inf) if v is not None)
         hi = min(v for v in (self.end_mjd, other.end_mjd, math.inf) if v is not None)
         return lo < hi
 
     def contains(self, t: Time) -> bool:
-        mjd = float(_as_time(t, "time").utc.mjd)
+        time = _as_time(t, "time")
+        assert time is not None
+        mjd = float(time.utc.mjd)
         return ((self.begin_mjd is None or self.begin_mjd <= mjd)
                 and (self.end_mjd is None or mjd < self.end_mjd))
 
@@ -253,7 +255,7 @@ class DatasetRef:
         return int(self.dataId["detector"])
 
     @classmethod
-    def from_row(cls, row: Any) -> "DatasetRef":
+    def from_row(cls, row: Any) -> DatasetRef:
         """A reference from one ObsCore row of a TAP or SIA 2.0 result.
 
         Accepts an astropy ``Table`` row, a pyvo record (``SIA2Record``, ``TAPRecord``) or a

@@ -107,7 +107,7 @@ def _where(url: str | None, token: str | None) -> tuple[str, str | None]:
 
 
 def get_tap_service(database: str = "tap", *, url: str | None = None,
-                    token: str | None = None) -> "pyvo.dal.TAPService":
+                    token: str | None = None) -> pyvo.dal.TAPService:
     """A pyvo TAPService for the diavo server (``database`` is Rubin's label; only "tap")."""
     import pyvo
 
@@ -117,7 +117,7 @@ def get_tap_service(database: str = "tap", *, url: str | None = None,
     return pyvo.dal.TAPService(tap_url_of(where), session=bearer_session(bearer, where))
 
 
-def get_archive(url: str | None = None, token: str | None = None, **kwargs) -> "Archive":
+def get_archive(url: str | None = None, token: str | None = None, **kwargs) -> Archive:
     """An Archive for the URL given or found in the environment (see this module's docstring)."""
     from .archive import Archive
 

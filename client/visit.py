@@ -168,7 +168,7 @@ class VisitInfo:
         return self.observatory
 
     @classmethod
-    def from_header(cls, hdr) -> "VisitInfo":
+    def from_header(cls, hdr) -> VisitInfo:
         """Build from the primary header; the middle of the exposure is its date, as in LSST.
 
         diavo's card names come first; the names the Rubin pipelines write (BORE-AIRMASS,

@@ -29,7 +29,7 @@ class SkyWcs:
         self._x0, self._y0 = int(x0), int(y0)
 
     @classmethod
-    def from_header(cls, header, x0: int = 0, y0: int = 0) -> "SkyWcs":
+    def from_header(cls, header, x0: int = 0, y0: int = 0) -> SkyWcs:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
             wcs = WCS(header)
@@ -59,7 +59,7 @@ class SkyWcs:
         list of points gives a list of SpherePoints."""
         if _is_point_list(args):
             ra, dec = self.pixelToSkyArray([p.getX() for p in args[0]], [p.getY() for p in args[0]], True)
-            return [SpherePoint(a, d, degrees) for a, d in zip(ra, dec)]
+            return [SpherePoint(a, d, degrees) for a, d in zip(ra, dec, strict=False)]
         x, y = _xy(args)
         ra, dec = self.pixelToSkyArray(x, y, degrees=True)
         return SpherePoint(float(ra), float(dec), degrees)
@@ -69,7 +69,7 @@ class SkyWcs:
         if isinstance(coord, (list, tuple)) and coord and isinstance(coord[0], SpherePoint):
             x, y = self.skyToPixelArray([c.getRa().asDegrees() for c in coord],
                                         [c.getDec().asDegrees() for c in coord], True)
-            return [Point2D(float(a), float(b)) for a, b in zip(x, y)]
+            return [Point2D(float(a), float(b)) for a, b in zip(x, y, strict=False)]
         coord = SpherePoint(coord)
         x, y = self.skyToPixelArray(coord.getRa().asDegrees(), coord.getDec().asDegrees(), True)
         return Point2D(float(x), float(y))

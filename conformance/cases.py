@@ -48,4 +48,4 @@ def upload_case(catalog) -> tuple[Table, set[tuple[int, int]]]:
 
 
 def pairs(table) -> set[tuple[int, int]]:
-    return {(int(a), int(b)) for a, b in zip(table["id"], table["diaSourceId"])}
+    return {(int(a), int(b)) for a, b in zip(table["id"], table["diaSourceId"], strict=False)}

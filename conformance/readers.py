@@ -95,7 +95,7 @@ def read_parquet(content: bytes) -> tuple[list[str], list[tuple]]:
 
     table = pq.read_table(io.BytesIO(content))
     columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
-    return list(table.column_names), list(zip(*columns)) if columns else []
+    return list(table.column_names), list(zip(*columns, strict=False)) if columns else []
 
 
 def _timestamp(value) -> str | None:
@@ -157,4 +157,4 @@ def canonical(value, f: Field):
 
 
 def canonical_rows(rows: list[tuple], fields: list[Field]) -> list[tuple]:
-    return [tuple(canonical(v, f) for v, f in zip(row, fields)) for row in rows]
+    return [tuple(canonical(v, f) for v, f in zip(row, fields, strict=False)) for row in rows]

@@ -68,7 +68,7 @@ class ServerProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, attempts: int = 3) -> "ServerProcess":
+    def start(self, attempts: int = 3) -> ServerProcess:
         """Start and wait until /tap/availability answers; retries on a lost port race."""
         last = ""
         for _ in range(attempts):

@@ -16,8 +16,7 @@ from pyvo.dal import DALOverflowWarning, DALQueryError
 
 from conformance import cases
 from conformance.cases import CROSSMATCH, CROSSMATCH_JOIN, CROSSMATCH_ON, TUTORIAL, TUTORIAL_WHERE, pairs
-from conformance.readers import (Field, canonical_rows, query_status, read_csv, read_fits,
-                                 read_parquet, read_votable)
+from conformance.readers import Field, canonical_rows, query_status, read_csv, read_fits, read_parquet, read_votable
 
 UWS_NS = "{http://www.ivoa.net/xml/UWS/v1.0}"
 XLINK = "{http://www.w3.org/1999/xlink}href"

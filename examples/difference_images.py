@@ -68,7 +68,7 @@ def find_images(archive: Archive):
           f"{SEARCH_BEGIN.isot} and {SEARCH_END.isot} TAI")
     check(len(refs) >= 3, "the query finds at least three images")
     begins = [ref.timespan.begin_mjd for ref in refs]
-    check(all(a <= b for a, b in zip(begins, begins[1:])), "references come back ordered by start time")
+    check(all(a <= b for a, b in zip(begins, begins[1:], strict=False)), "references come back ordered by start time")
     check(all(ref.dataId["band"] == BAND for ref in refs), f"every image is in band {BAND}")
     check(all(ref.timespan.overlaps(timespan) for ref in refs), "every image overlaps the time window")
     for i in (1, 2):
@@ -139,7 +139,7 @@ def pixel_planes(exposure) -> None:
     print("   ", ", ".join(f"{name}: {mask.getMaskPlaneColor(name)}" for name in planes))
     check(len(planes) == 22, "the mask defines 22 planes")
     values, counts = np.unique(mask.array, return_counts=True)
-    for value, count in list(zip(values, counts))[:6]:
+    for value, count in list(zip(values, counts, strict=False))[:6]:
         print(f"    mask value {value:>6d} on {count:>9d} pixels: {mask.interpret(value) or '(none)'}")
     check(all(sum(1 << planes[n] for n in mask.interpret(v).split(",") if n) == v for v in values),
           "every mask value decodes into plane names")
@@ -191,7 +191,7 @@ def sky_coordinates(exposure) -> None:
     corners = [Point2D(bbox.beginX, bbox.beginY), Point2D(bbox.beginX, bbox.endY),
                Point2D(bbox.endX, bbox.endY), Point2D(bbox.endX, bbox.beginY)]
     sky = [wcs.pixelToSky(c) for c in corners]
-    for corner, s in zip(corners, sky):
+    for corner, s in zip(corners, sky, strict=False):
         print(f"  corner {corner} is at {s}")
     scale = wcs.getPixelScale()
     diagonal = sky[0].separation(sky[2]).asArcseconds() / scale.asArcseconds()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -113,14 +115,16 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [*landing.routes(), *vosi.routes(), *examples.routes(), *tap.routes(), *uws.routes("/tap/async")]
     # Issue 5 protocols: each module adds its own line below (SIA; DataLink, SODA, images).
-    from diavo.server.protocols import sia; routes += sia.routes()
-    from diavo.server.protocols import datalink, images, soda; routes += images.routes() + datalink.routes() + soda.routes()
+    from diavo.server.protocols import datalink, images, sia, soda
+    routes += sia.routes() + images.routes() + datalink.routes() + soda.routes()
 
+    handlers: dict[Any, Callable[..., Any]] = {DaliError: _dali_error, HTTPException: _http_error,
+                                               Exception: _internal_error}
     return Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(ServerHeader, value=software()), Middleware(TokenAuth, settings=settings)],
-        exception_handlers={DaliError: _dali_error, HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers=handlers,
     )
 
 

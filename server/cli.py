@@ -3,6 +3,7 @@ on a client-only install and a missing server extra is reported plainly."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -104,7 +105,7 @@ def _cmd_adql_check(args) -> int:
     from diavo.server.adql.parser import parse
 
     try:
-        parse(_query_text(args.query))
+        parse(_query_text(args.query), syntax_only=True)
     except ADQLError as exc:
         print(f"invalid ADQL: {exc}", file=sys.stderr)
         return 1
@@ -154,17 +155,15 @@ def _print_table(result) -> None:
     from astropy.table import Table
 
     cols = {}
-    for name, col in zip(result.table.column_names, result.table.columns):
+    for name, col in zip(result.table.column_names, result.table.columns, strict=False):
         values = col.to_pylist()
         cols[name] = values
     table = Table(cols) if cols and result.table.num_rows else Table(names=result.table.column_names)
     for meta in result.columns:
         name = meta.get("name")
         if name in table.colnames and meta.get("unit"):
-            try:
+            with contextlib.suppress(ValueError):
                 table[name].unit = meta["unit"]
-            except ValueError:
-                pass
     table.pprint(max_lines=-1, max_width=-1)
     note = " (truncated at MAXREC)" if result.overflow else ""
     print(f"-- {result.table.num_rows} row(s){note} in {result.elapsed_s * 1000:.1f} ms")

@@ -6,8 +6,8 @@ part name exactly as sent. Blank values are kept: ``RUNID=`` is a value, not an 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -23,7 +23,7 @@ class Params:
     files: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, pairs: Iterable[tuple[str, str]], files: dict[str, bytes] | None = None) -> "Params":
+    def of(cls, pairs: Iterable[tuple[str, str]], files: dict[str, bytes] | None = None) -> Params:
         return cls([(k.upper(), v) for k, v in pairs], dict(files or {}))
 
     def getall(self, name: str) -> list[str]:
@@ -43,11 +43,11 @@ class Params:
     def names(self) -> list[str]:
         return list(dict.fromkeys(k for k, _ in self.pairs))
 
-    def without(self, *names: str) -> "Params":
+    def without(self, *names: str) -> Params:
         drop = {n.upper() for n in names}
         return Params([(k, v) for k, v in self.pairs if k not in drop], dict(self.files))
 
-    def merged(self, other: "Params") -> "Params":
+    def merged(self, other: Params) -> Params:
         """Parameters of ``other`` replace same-named ones here (UWS parameter updates)."""
         replaced = set(other.names())
         kept = [(k, v) for k, v in self.pairs if k not in replaced]

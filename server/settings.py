@@ -6,9 +6,9 @@ command line and ``DIAVO_*`` environment variables fill it; nothing reads the en
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ from starlette.requests import Request
 
 from diavo.server.settings import Settings
 
+#: Paths, below the base URL, of the services result documents point to.
+DATALINK_LINKS_PATH = "/datalink/links"
+SODA_SYNC_PATH = "/soda/sync"
+
 
 def base_url(request: Request, settings: Settings) -> str:
     """The service root without a trailing slash, e.g. ``https://data.example.org/diavo``."""

@@ -21,6 +21,12 @@ PSF_MODEL_NAME = "GAUSS2D-LIN"
 _TERMS = ("ixx", "iyy", "ixy")
 
 
+def moments(values) -> tuple[float, float, float]:
+    """A moment's three linear coefficients (centre, per width, per height) as plain floats."""
+    a, b, c = values
+    return float(a), float(b), float(c)
+
+
 @dataclass(frozen=True)
 class GaussianPsfModel:
     """Elliptical Gaussian PSF with second moments linear in the CCD position."""
@@ -111,12 +117,13 @@ class GaussianPsfModel:
         return {f"psf_{name}{i}": getattr(self, name)[i] for name in _TERMS for i in range(3)}
 
     @classmethod
-    def from_record(cls, rec) -> "GaussianPsfModel":
-        terms = {name: tuple(float(rec[f"psf_{name}{i}"]) for i in range(3)) for name in _TERMS}
-        return cls(width=int(rec["width"]), height=int(rec["height"]), **terms)
+    def from_record(cls, rec) -> GaussianPsfModel:
+        ixx, iyy, ixy = (moments(rec[f"psf_{name}{i}"] for i in range(3)) for name in _TERMS)
+        return cls(ixx, iyy, ixy, width=int(rec["width"]), height=int(rec["height"]))
 
     def header_cards(self) -> list[tuple[str, object, str]]:
-        cards = [("PSFMODEL", PSF_MODEL_NAME, "Gaussian PSF, moments linear in position")]
+        cards: list[tuple[str, object, str]] = [
+            ("PSFMODEL", PSF_MODEL_NAME, "Gaussian PSF, moments linear in position")]
         for name in _TERMS:
             for i, what in enumerate(("at CCD centre", "per CCD width", "per CCD height")):
                 cards.append((f"PSF{name.upper()}{i}", getattr(self, name)[i], f"[pix2] {name} {what}"))
@@ -125,18 +132,16 @@ class GaussianPsfModel:
         return cards
 
     @classmethod
-    def from_header(cls, header) -> "GaussianPsfModel":
+    def from_header(cls, header) -> GaussianPsfModel:
         model = header.get("PSFMODEL", PSF_MODEL_NAME)
         if model != PSF_MODEL_NAME:
             raise ValueError(f"unsupported PSF model {model!r}")
-        terms = {
-            name: tuple(float(header[f"PSF{name.upper()}{i}"]) for i in range(3)) for name in _TERMS
-        }
-        return cls(width=int(header["PSFWIDTH"]), height=int(header["PSFHEIGH"]), **terms)
+        ixx, iyy, ixy = (moments(header[f"PSF{name.upper()}{i}"] for i in range(3)) for name in _TERMS)
+        return cls(ixx, iyy, ixy, width=int(header["PSFWIDTH"]), height=int(header["PSFHEIGH"]))
 
     # -- generation ---------------------------------------------------------------------------
     @classmethod
-    def random(cls, rng: np.random.Generator, width: int, height: int) -> "GaussianPsfModel":
+    def random(cls, rng: np.random.Generator, width: int, height: int) -> GaussianPsfModel:
         """A plausible Rubin PSF: sigma 1.6-2.3 px, ellipticity of a few per cent (the
         tutorial's ixx 3.36, iyy 3.86, ixy 0.12 has |e| ~ 0.08), gradients of a few per cent."""
         sigma = rng.uniform(1.6, 2.3)

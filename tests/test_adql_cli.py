@@ -58,6 +58,18 @@ def test_check_is_syntax_only(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.parametrize("query", [
+    "SELECT my_own_udf(a) FROM t",                      # <user_defined_function>: any identifier
+    "SELECT POINT(1, 'two') FROM t",                    # a type error, not a syntax error
+    "SELECT CIRCLE(3, 1, 2, 0.1) FROM t",
+    "SELECT a FROM t1 JOIN t2",                         # the join specification is optional
+    "SELECT a FROM t -- it's 'quoted'",                 # a comment ending the text
+])
+def test_check_is_the_bnf_alone(tmp_path, query):
+    proc = diavo("adql", "check", query, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_check_reads_stdin(tmp_path):
     ok = diavo("adql", "check", "-", stdin=CONE + "\n", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from diavo.server.adql import functions, geometry
@@ -441,10 +441,22 @@ def _only_adql_error(text: str) -> None:
     text = text[:MAX_FUZZ]
     note(repr(text))
     try:
-        translate(text, MODEL)
+        t = translate(text, MODEL)
     except ADQLError as exc:
-        assert str(exc)  # the message renders
-    # anything else propagates and fails the test
+        _is_positioned_error(exc)
+        return
+    # anything else propagates and fails the test; a query that translates must give SQL and columns
+    _is_translation(t)
+
+
+def _is_positioned_error(exc: ADQLError) -> None:
+    assert str(exc).strip()
+    assert isinstance(exc.line, int) and isinstance(exc.column, int) and exc.line >= 0 and exc.column >= 0
+
+
+def _is_translation(t) -> None:
+    assert t.sql.lstrip("( ").upper().startswith(("SELECT", "WITH")), t.sql[:80]
+    assert t.columns and all(c["name"] for c in t.columns)
 
 
 @_settings(300)
@@ -551,9 +563,12 @@ def test_mutated_queries_only_raise_adql_error(text):
 ])
 def test_deeply_nested_queries_only_raise_adql_error(text):
     try:
-        translate(text, MODEL)
-    except ADQLError:
-        pass
+        t = translate(text, MODEL)
+    except ADQLError as exc:
+        _is_positioned_error(exc)
+        assert exc.code == "limit" or "nested" in str(exc) or "long" in str(exc) or exc.line >= 1
+        return
+    _is_translation(t)
 
 
 def test_seed_queries_are_valid():

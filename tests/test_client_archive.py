@@ -20,8 +20,15 @@ from astropy.time import Time
 from astropy.wcs import WCS
 
 from conformance.server_process import ServerProcess
-from diavo.client import (Archive, ArchiveError, DatasetRef, MissingDatasetTypeError,
-                          QueryExpressionError, Timespan, get_tap_service)
+from diavo.client import (
+    Archive,
+    ArchiveError,
+    DatasetRef,
+    MissingDatasetTypeError,
+    QueryExpressionError,
+    Timespan,
+    get_tap_service,
+)
 from diavo.shared.camera import CCD_HEIGHT, CCD_WIDTH
 
 VISIT, DETECTOR = 2024110800246, 2

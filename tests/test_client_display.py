@@ -82,7 +82,7 @@ def test_sky_and_pixel_columns_give_the_same_positions(cut, sources):
     pandas = pytest.importorskip("pandas")
     qx, _ = source_pixels(pandas.DataFrame({"x": px, "y": py}))
     assert np.array_equal(qx, px)
-    points = [SpherePoint(r, d, degrees) for r, d in zip(sources["ra"], sources["dec"])]
+    points = [SpherePoint(r, d, degrees) for r, d in zip(sources["ra"], sources["dec"], strict=False)]
     tx, _ = source_pixels(points, cut.getWcs())
     assert np.allclose(tx, px, atol=1e-4)
     assert source_pixels([Point2D(1, 2)])[1].tolist() == [2.0]
@@ -156,7 +156,7 @@ def test_display_frame_calls(cut, sources, tmp_path):
     assert (tmp_path / "frame.png").read_bytes().startswith(PNG_SIGNATURE)
     assert d._repr_png_().startswith(PNG_SIGNATURE)
     with pytest.raises(ValueError):
-        Display().figure
+        _ = Display().figure
 
 
 def test_missing_matplotlib_names_the_extra(cut, monkeypatch):

@@ -19,8 +19,18 @@ from astropy.io.votable import parse_single_table
 from astropy.wcs import WCS
 
 from diavo.client.exposure import Exposure
-from diavo.client.geom import (Angle, Box2I, Extent2I, Point2D, Point2I, SpherePoint, arcminutes,
-                               arcseconds, degrees, radians)
+from diavo.client.geom import (
+    Angle,
+    Box2I,
+    Extent2I,
+    Point2D,
+    Point2I,
+    SpherePoint,
+    arcminutes,
+    arcseconds,
+    degrees,
+    radians,
+)
 from diavo.shared.ids import image_id
 from diavo.shared.masks import MASK_COLORS, MASK_PLANES
 

@@ -10,8 +10,7 @@ from astropy.time import Time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diavo.client.query import (QueryExpressionError, adql_string, datasets_query, order_by_adql,
-                                translate_where)
+from diavo.client.query import QueryExpressionError, adql_string, datasets_query, order_by_adql, translate_where
 from diavo.client.refs import DIFFERENCE_IMAGE, DataId, DatasetRef, Timespan
 
 TUTORIAL_WHERE = ("band.name = :band AND visit.timespan OVERLAPS :timespan AND "

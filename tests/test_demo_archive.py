@@ -51,7 +51,7 @@ def inside_polygon(region: str, ra, dec) -> np.ndarray:
 def specs(con) -> list[ImageSpec]:
     cur = con.execute("SELECT * FROM diavo.image ORDER BY visit, detector")
     names = [d[0] for d in cur.description]
-    return [ImageSpec.from_record(dict(zip(names, r))) for r in cur.fetchall()]
+    return [ImageSpec.from_record(dict(zip(names, r, strict=False))) for r in cur.fetchall()]
 
 
 def seed_query(con) -> list[tuple[int, int]]:

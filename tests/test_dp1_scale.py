@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_demo_archive import seed_query  # noqa: E402
 
 from diavo.server.archive import store
 from diavo.server.archive.demo.build import build_demo
-
-from test_demo_archive import seed_query  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,4 +49,4 @@ def test_dp1_diasource_is_healpix_ordered(dp1_archive):
     groups = [hpx[i:i + 122_880] for i in range(0, n, 122_880)]
     assert len(groups) > 10
     spans = [(g[0], g[-1]) for g in groups]
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))

@@ -44,7 +44,7 @@ def test_our_files_are_valid_felis(path) -> None:
     ours = load_model([path]).schemas[0]
     assert schema.name == ours.name
     assert [t.name for t in schema.tables] == [t.name for t in ours.tables]
-    for felis_table, table in zip(schema.tables, ours.tables):
+    for felis_table, table in zip(schema.tables, ours.tables, strict=False):
         assert [c.name for c in felis_table.columns] == list(table.column_names)
         for fc in felis_table.columns:
             col = table.column(fc.name)

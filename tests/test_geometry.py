@@ -405,7 +405,7 @@ def test_healpix_ranges_circles_superset():
     centres = [(rng.random() * 360, np.degrees(np.arcsin(rng.uniform(-1, 1)))) for _ in range(30)]
     centres += [(0.0, 0.0), (359.99, 12.0), (0.01, -40.0), (45.0, 90.0), (0.0, -89.99),
                 (300.0, 89.9), (53.1, -28.1)]
-    for i, (ra, dec) in enumerate(centres):
+    for _i, (ra, dec) in enumerate(centres):
         r = float(10 ** rng.uniform(-3.5, 0.7))
         ranges = G.healpix_ranges("circle", (ra, dec, r))
         pra, pdec = random_in_cap(rng, ra, dec, r, 4000)

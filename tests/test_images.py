@@ -263,7 +263,7 @@ def test_every_source_is_painted(spec, sources, clean):
     np.fill_diagonal(d, np.inf)
     ok = inside & (d.min(axis=1) > 30)
     assert ok.sum() > 100
-    for x, y, f in zip(sources.x[ok], sources.y[ok], sources.flux[ok]):
+    for x, y, f in zip(sources.x[ok], sources.y[ok], sources.flux[ok], strict=False):
         cut = clean.image[int(y) - 15: int(y) + 16, int(x) - 15: int(x) + 16]
         assert aperture_sum(cut, int(x) - 15, int(y) - 15, x, y, 12) == pytest.approx(f, rel=0.01)
 

@@ -39,7 +39,7 @@ def rows(con, picks):
     cur = con.execute('SELECT * FROM ivoa."ObsCore" ORDER BY lsst_visit, lsst_detector')
     names = [d[0] for d in cur.description]
     keep = set(picks)
-    return [dict(zip(names, r)) for r in cur.fetchall() if (r[names.index("lsst_visit")], r[names.index("lsst_detector")]) in keep]
+    return [dict(zip(names, r, strict=False)) for r in cur.fetchall() if (r[names.index("lsst_visit")], r[names.index("lsst_detector")]) in keep]
 
 
 def test_ingested_images_describe_themselves_as_the_generator_did(small_archive, fits_files, tmp_path):
@@ -49,7 +49,7 @@ def test_ingested_images_describe_themselves_as_the_generator_did(small_archive,
     generated = rows(store.connect(small_archive[0]), picks)
     ingested = rows(store.connect(tmp_path / "arch"), picks)
     assert len(generated) == len(ingested) == 3
-    for g, i in zip(generated, ingested):
+    for g, i in zip(generated, ingested, strict=False):
         assert g.keys() == i.keys()
         for key in g:
             if isinstance(g[key], float):

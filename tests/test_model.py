@@ -243,7 +243,7 @@ def test_ddl_runs_in_duckdb_with_matching_types(model: DataModel) -> None:
             [table.schema, table.name],
         ).fetchall()
         assert [g[0] for g in got] == list(table.column_names), table.qualified_name
-        for (name, data_type, is_nullable), col in zip(got, table.columns):
+        for (name, data_type, is_nullable), col in zip(got, table.columns, strict=False):
             assert data_type == _duckdb_reported(col.duckdb_type), (table.qualified_name, name)
             assert (is_nullable == "YES") == col.nullable, (table.qualified_name, name)
     pk = con.execute(

@@ -297,8 +297,10 @@ def test_response_describes_the_service_and_the_query(client):
     assert infos["standardID"] == "ivo://ivoa.net/std/SIA"
     assert infos["QUERY"].startswith("SELECT TOP 0 * FROM ivoa.ObsCore WHERE lsst_band = 'r'")
     assert "NOSUCH" in infos["warning"]
-    (meta,) = [r for r in vot.resources if r.type == "meta"]
-    assert meta.ID == "this" or meta.name == "this" or meta.utype == "adhoc:service"
+    metas = {r.name: r for r in vot.resources if r.type == "meta"}
+    assert set(metas) == {"this", "datalink", "soda-cutout"}
+    meta = metas["this"]
+    assert meta.utype == "adhoc:service"
     params = {p.name: p.value for p in meta.params}
     assert params["standardID"] == "ivo://ivoa.net/std/SIA#query-2.0"
     assert params["accessURL"] == "http://testserver/sia/query"
@@ -341,7 +343,7 @@ def test_large_results_stream(client, monkeypatch):
     assert len(vot.get_first_table().array) == 100 and status(vot) == ["OK", "OVERFLOW"]
     assert [str(x) for x in vot.get_first_table().array["obs_publisher_did"]] == \
         [str(x) for x in whole.get_first_table().array["obs_publisher_did"]]
-    assert [r.type for r in vot.resources] == ["results", "meta"]
+    assert [r.type for r in vot.resources] == ["results", "meta", "meta", "meta"]
 
 
 BAD = [

@@ -124,7 +124,7 @@ def test_output_formats_are_the_servers(http):
     tap = tap_capability(xml(http.get("/tap/capabilities")))
     declared = tap.findall("outputFormat")
     assert [f.find("mime").text for f in declared] == [f.mime for f in FORMATS]
-    for f, fmt in zip(declared, FORMATS):
+    for f, fmt in zip(declared, FORMATS, strict=False):
         for alias in f.findall("alias"):
             assert resolve(alias.text)[0].key == fmt.key
     token = r"[^()<>@,;:\"/\[\]?=\s]+"

@@ -211,7 +211,9 @@ def test_many_batches_and_base64_carry(encoding):
         s = [("é" * int(k)) + "x" for k in rng.integers(0, 5, size)]
         batches.append(pa.record_batch([pa.array(i), pa.array(d), pa.array(s)],
                                        names=["i", "d", "s"]))
-        want_i += list(i); want_d += list(d); want_s += s
+        want_i += list(i)
+        want_d += list(d)
+        want_s += s
     cols = [{"name": "i", "datatype": "long"}, {"name": "d", "datatype": "double"},
             {"name": "s", "datatype": "unicodeChar", "arraysize": "*"}]
     buf = io.BytesIO()

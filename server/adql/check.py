@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from functools import lru_cache
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from typing import Any, Literal, overload
 
 from . import nodes as n
 from .errors import ADQLError
 from .functions import AGGREGATES, CATALOGUE, UDFS
+from .units import arithmetic, common
 
 __all__ = ["Checked", "EType", "OutCol", "ScopeCol", "check", "quote", "upload_relation", "UPLOAD_SCHEMA",
            "metadata_relation", "METADATA_SCHEMA"]
@@ -158,8 +160,8 @@ class Checked:
     sources: dict[int, Source] = field(default_factory=dict)  # TableRef / DerivedTable → source
     stars: dict[int, list[ScopeCol]] = field(default_factory=dict)  # StarItem → columns
     select_outputs: dict[int, list[OutCol]] = field(default_factory=dict)  # Select → its outputs
-    order_targets: dict[int, tuple[str, object]] = field(default_factory=dict)  # OrderItem → target
-    group_targets: dict[int, tuple[str, object]] = field(default_factory=dict)  # group term → target
+    order_targets: dict[int, tuple[str, Any]] = field(default_factory=dict)  # OrderItem → target
+    group_targets: dict[int, tuple[str, Any]] = field(default_factory=dict)  # group term → target
     join_merged: dict[int, list[tuple[str, ScopeCol]]] = field(default_factory=dict)
     unit_factors: dict[int, float] = field(default_factory=dict)  # IN_UNIT call → factor
     ctes: dict[int, Source] = field(default_factory=dict)  # CTE → source
@@ -226,11 +228,17 @@ def _promote(a: EType, b: EType) -> str:
 
 
 class _Checker:
-    def __init__(self, model, uploads: Mapping[str, object] | None) -> None:
+    def __init__(self, model, uploads: Mapping[str, Any] | None) -> None:
         self.model = model
         self.uploads = {k.lower(): v for k, v in (uploads or {}).items()}
         self.aliases_used: set[str] = set()
-        self.out: Checked | None = None
+        self._out: Checked | None = None
+
+    @property
+    def out(self) -> Checked:
+        """What the running check has found so far (only inside query())."""
+        assert self._out is not None
+        return self._out
 
     # ---------------------------------------------------------------- helpers
     def sql_alias(self, wanted: str) -> str:
@@ -244,7 +252,7 @@ class _Checker:
 
     # ---------------------------------------------------------------- queries
     def query(self, q: n.Query) -> Checked:
-        self.out = Checked(q, [], [])
+        self._out = Checked(q, [], [])
         root = Scope(None)
         for cte in q.ctes:
             cte_scope = Scope(None, ctes=dict(root.ctes))
@@ -268,7 +276,7 @@ class _Checker:
             right = self.query_expr(qe.right, scope)
             if len(left) != len(right):
                 raise _err(qe, f"the operands of {qe.op} have {len(left)} and {len(right)} columns", "type")
-            for a, b in zip(left, right):
+            for a, b in zip(left, right, strict=False):
                 if not (a.etype.loose or b.etype.loose) and a.etype.numeric != b.etype.numeric:
                     raise _err(qe, f"{qe.op} combines columns {a.name} and {b.name} of different types", "type")
             return left
@@ -302,8 +310,8 @@ class _Checker:
 
     def select(self, sel: n.Select, outer: Scope, order_by) -> list[OutCol]:
         scope = Scope(outer, ctes=outer.ctes if outer else {})
-        for item in sel.from_:
-            self.from_item(item, scope, outer)
+        for from_item in sel.from_:
+            self.from_item(from_item, scope, outer)
         outs: list[OutCol] = []
         for item in sel.items:
             if isinstance(item, n.StarItem):
@@ -452,7 +460,7 @@ class _Checker:
         name = parts[-1]
         schema = parts[-2] if len(parts) >= 2 else None
         if schema is None:
-            s = scope
+            s: Scope | None = scope
             while s is not None:
                 cte = next((v for k, v in s.ctes.items() if name.matches(v.table_name)), None)
                 if cte is not None:
@@ -530,9 +538,14 @@ class _Checker:
         return [c for _, c in merged] + rest
 
     # ---------------------------------------------------------------- names
+    @overload
+    def lookup(self, ref: n.ColumnRef, scope: Scope, quiet: Literal[False] = False) -> ScopeCol: ...
+    @overload
+    def lookup(self, ref: n.ColumnRef, scope: Scope, quiet: bool) -> ScopeCol | None: ...
+
     def lookup(self, ref: n.ColumnRef, scope: Scope, quiet: bool = False) -> ScopeCol | None:
         qual, name = ref.qualifier, ref.name
-        s = scope
+        s: Scope | None = scope
         qual_seen = False
         while s is not None:
             if qual:
@@ -589,7 +602,7 @@ class _Checker:
                 self.need(e.operand, et, "integer", "~")
                 return EType(et.kind if et.kind in INTEGERS else "BIGINT")
             self.need(e.operand, et, "numeric", e.op)
-            return et
+            return EType(et.kind, et.unit)  # a negated quantity keeps its unit, not its UCD
         if isinstance(e, n.BinaryOp):
             a, b = self.expr(e.left, scope), self.expr(e.right, scope)
             if e.op == "||":
@@ -603,13 +616,7 @@ class _Checker:
                 return EType(_promote(a, b))
             self.need(e.left, a, "numeric", e.op)
             self.need(e.right, b, "numeric", e.op)
-            unit = None
-            if e.op in "+-":
-                unit = a.unit if (a.unit == b.unit or b.unit is None and isinstance(e.right, n.Literal)) else None
-                if a.unit is None and isinstance(e.left, n.Literal):
-                    unit = b.unit
-            elif e.op == "*" and (isinstance(e.left, n.Literal) or isinstance(e.right, n.Literal)):
-                unit = a.unit or b.unit if (a.unit is None) != (b.unit is None) else None
+            unit = arithmetic(e.op, a.unit, b.unit, _is_literal(e.left), _is_literal(e.right))
             return EType(_promote(a, b), unit)
         if isinstance(e, n.FunctionCall):
             return self.function(e, scope)
@@ -618,7 +625,7 @@ class _Checker:
         if isinstance(e, n.Cast):
             et = self.expr(e.operand, scope)
             target = e.target
-            if target in ("POINT", "CIRCLE", "POLYGON") and not (et.kind in ("VARCHAR", "NULL", target, "REGION")):
+            if target in ("POINT", "CIRCLE", "POLYGON") and et.kind not in ("VARCHAR", "NULL", target, "REGION"):
                 raise _err(e, f"cannot CAST a {et.kind} to {target}", "type")
             kind = {"CHAR": "VARCHAR", "VARCHAR": "VARCHAR", "DOUBLE PRECISION": "DOUBLE"}.get(target, target)
             return EType(kind, et.unit if kind in NUMERIC_ORDER and et.numeric else None)
@@ -626,19 +633,21 @@ class _Checker:
             if e.operand is not None:
                 self.expr(e.operand, scope)
             result = EType("NULL")
+            branches = []
             for when, then in e.whens:
                 if e.operand is not None:
                     self.expr(when, scope)
                 else:
                     self.cond(when, scope)
-                t = self.expr(then, scope)
-                if result.loose:
-                    result = t
+                branches.append(self.expr(then, scope))
             if e.else_ is not None:
-                t = self.expr(e.else_, scope)
+                branches.append(self.expr(e.else_, scope))
+            for t in branches:
                 if result.loose:
                     result = t
-            return result
+            if result.loose:
+                return result
+            return EType(result.kind, common([t.unit for t in branches if not t.loose]))
         if isinstance(e, n.ScalarSubquery):
             outs = self.query_expr(e.query, scope)
             if len(outs) != 1:
@@ -689,9 +698,10 @@ class _Checker:
         if name == "IN_UNIT":
             return self.in_unit(e, first)
         if name == "COALESCE":
-            return next((t for t in types if not t.loose), first)
-        if name in ("MIN", "MAX"):
-            return first
+            known = [t for t in types if not t.loose]
+            return EType(known[0].kind, common([t.unit for t in known])) if known else first
+        if name in ("MIN", "MAX"):  # the argument's unit; its UCD names the value, not an extreme
+            return EType(first.kind, first.unit)
         if name == "ABS":
             return EType(first.kind if first.numeric else "DOUBLE", first.unit)
         if name == "SUM":
@@ -742,17 +752,17 @@ class _Checker:
         types = [self.expr(a, scope) for a in e.args]
         name = e.name
         if name == "POINT":
-            for a, t in zip(e.args, types):
+            for a, t in zip(e.args, types, strict=False):
                 self.need(a, t, "numeric", name)
             return EType("POINT")
         if name in ("CIRCLE", "BOX"):
             centre_point = len(e.args) == (2 if name == "CIRCLE" else 3)
-            for i, (a, t) in enumerate(zip(e.args, types)):
+            for i, (a, t) in enumerate(zip(e.args, types, strict=False)):
                 self.need(a, t, "point" if centre_point and i == 0 else "numeric", name)
             return EType("CIRCLE" if name == "CIRCLE" else "POLYGON")
         if name == "POLYGON":
             numeric = len(e.args) >= 6 and len(e.args) % 2 == 0 and all(t.numeric or t.loose for t in types)
-            for a, t in zip(e.args, types):
+            for a, t in zip(e.args, types, strict=False):
                 self.need(a, t, "numeric" if numeric else "point", name)
             return EType("POLYGON")
         if name == "REGION":
@@ -766,11 +776,11 @@ class _Checker:
             return EType("DOUBLE", "deg")
         if name == "DISTANCE":
             kind = "point" if len(e.args) == 2 else "numeric"
-            for a, t in zip(e.args, types):
+            for a, t in zip(e.args, types, strict=False):
                 self.need(a, t, kind, name)
             return EType("DOUBLE", "deg")
         if name in ("CONTAINS", "INTERSECTS"):
-            for a, t in zip(e.args, types):
+            for a, t in zip(e.args, types, strict=False):
                 self.need(a, t, "geometry", name)
             return EType("INTEGER")
         raise _err(e, f"unknown geometry function {name}", "unknown-function")
@@ -854,12 +864,18 @@ def _shape(node):
     return node
 
 
-def _generated_name(expr, position: int) -> str:
-    if isinstance(expr, (n.FunctionCall, n.GeometryCall)):
-        from .functions import RESERVED_WORDS
+def _is_literal(e) -> bool:
+    """A number as written, signed or not: multiplying by one is scaling."""
+    while isinstance(e, n.Unary):
+        e = e.operand
+    return isinstance(e, n.Literal)
 
-        name = expr.name.lower()
-        return f"{name}_{position}" if name.upper() in RESERVED_WORDS else name
+
+def _generated_name(expr, position: int) -> str:
+    """An unnamed function's output is named after it (``count``, ``avg``; _dedupe adds suffixes
+    only on a clash); other unnamed expressions are ``col<position>``."""
+    if isinstance(expr, (n.FunctionCall, n.GeometryCall)):
+        return expr.name.lower()
     return f"col{position}"
 
 

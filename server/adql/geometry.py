@@ -142,7 +142,7 @@ def shapes(rows: list[tuple]) -> list[Shape | None]:
             groups.setdefault(len(g), []).append(i)
         else:
             out[i] = _shape(g)
-    for length, idx in groups.items():
+    for _length, idx in groups.items():
         coords = np.array([rows[i][1:] for i in idx], dtype=float).reshape(len(idx), -1, 2)
         polys, valid = sph.polygon_batch(coords)
         for k, i in enumerate(idx):
@@ -160,7 +160,7 @@ def contains(a: Shape, b: Shape) -> bool:
     """True if a lies inside b."""
     if b.kind == POINT:
         return (a.kind == POINT or (a.kind == CIRCLE and a.r == 0)) and \
-            sph.distance(a.ra, a.dec, b.ra, b.dec) <= POINT_EQ_DEG
+            bool(sph.distance(a.ra, a.dec, b.ra, b.dec) <= POINT_EQ_DEG)
     if a.kind == POINT:
         if b.kind == CIRCLE:
             return bool(sph.in_circle(a.ra, a.dec, b.ra, b.dec, b.r))
@@ -271,7 +271,7 @@ def _region_tuple(text) -> tuple | None:
 
 
 def _tagged(g: tuple | None, s: Shape | None) -> list[float] | None:
-    if s is None:
+    if s is None or g is None:
         return None
     if s.kind == POLYGON:
         return [POLYGON, *s.poly.flat]
@@ -290,7 +290,7 @@ def parse_regions(texts) -> list[list[float] | None]:
     tuples = [_region_tuple(t) for t in texts]
     ok = [i for i, g in enumerate(tuples) if g is not None]
     out: list = [None] * len(tuples)
-    for i, s in zip(ok, shapes([tuples[i] for i in ok])):
+    for i, s in zip(ok, shapes([g for g in tuples if g is not None]), strict=False):
         out[i] = _tagged(tuples[i], s)
     return out
 
@@ -331,7 +331,7 @@ def _sqltype(name: str):
     try:
         return duckdb.sqltype(name)
     except AttributeError:                          # duckdb < 1.4
-        from duckdb.typing import DuckDBPyType     # type: ignore
+        from duckdb.typing import DuckDBPyType
         return DuckDBPyType(name)
 
 
@@ -419,7 +419,7 @@ def _pair_udf(func, symmetric):
                 out[:] = sph.distance(ra, dec, sb.ra, sb.dec) <= POINT_EQ_DEG
             return pa.array(out, mask=~valid)
         col = shapes(_rows(pts_o, pts_v, n)) if other is not None else None
-        if sb is not None and sb.kind == CIRCLE and n > 1 and \
+        if sb is not None and col is not None and sb.kind == CIRCLE and n > 1 and \
                 all(x is None or x.kind == POLYGON for x in col):
             valid = np.array([x is not None for x in col])
             out[valid] = _polygons_vs_circle([x for x in col if x is not None], sb,
@@ -430,7 +430,7 @@ def _pair_udf(func, symmetric):
             sbs = [sb] * n if bconst is not None else col
         else:
             sas, sbs = shapes(_rows(ao, av, n)), shapes(_rows(bo, bv, n))
-        for i, (sa, sb_) in enumerate(zip(sas, sbs)):
+        for i, (sa, sb_) in enumerate(zip(sas, sbs, strict=False)):
             if sa is None or sb_ is None:
                 valid[i] = False
             else:
@@ -549,11 +549,11 @@ class RegionShapes:
     """
 
     def __init__(self, size: int = REGION_CACHE_SIZE) -> None:
-        from collections import OrderedDict
         import threading
+        from collections import OrderedDict
 
         self._size = size
-        self._map: "OrderedDict[str, Shape | None]" = OrderedDict()
+        self._map: OrderedDict[str, Shape | None] = OrderedDict()
         self._lock = threading.Lock()
 
     def __call__(self, texts: list) -> list:
@@ -574,10 +574,10 @@ class RegionShapes:
         tuples = [_region_tuple(k) for k in keys]
         ok = [k for k, g in enumerate(tuples) if g is not None]
         parsed: list = [None] * len(keys)
-        for k, sh in zip(ok, shapes([tuples[k] for k in ok])):
+        for k, sh in zip(ok, shapes([g for g in tuples if g is not None]), strict=False):
             parsed[k] = sh
         with self._lock:
-            for key, sh in zip(keys, parsed):
+            for key, sh in zip(keys, parsed, strict=False):
                 self._map[key] = sh
                 for i in missing[key]:
                     out[i] = sh
@@ -605,7 +605,7 @@ def region_select(regions: list[Shape | None], g: Shape, mode: int) -> np.ndarra
         else:
             out[i] = func(g, sa)
     for idx in groups.values():
-        out[np.asarray(idx)] = _polygons_select([regions[i] for i in idx], g, mode)
+        out[np.asarray(idx)] = _polygons_select([r for i in idx if (r := regions[i]) is not None], g, mode)
     return out
 
 
@@ -653,7 +653,7 @@ def _region_select_udf(cache: RegionShapes):
     def udf(ids, regions, g, mode):
         import pyarrow as pa
         ids, regions, g, mode = (_combine(x) for x in (ids, regions, g, mode))
-        out = []
+        out: list[list[int] | None] = []
         for i in range(len(ids)):
             if not (ids[i].is_valid and regions[i].is_valid and g[i].is_valid and mode[i].is_valid):
                 out.append(None)
@@ -748,7 +748,8 @@ def enclosing_cap(kind: str, params: tuple) -> tuple[tuple[float, float, float],
         r = params[2] if kind == "circle" else 0.0
         if abs(dec) > 90 or r < 0:
             return None
-        return tuple(float(x) for x in sph.radec_to_xyz(ra, dec)), min(r, 180.0)
+        x, y, z = (float(c) for c in sph.radec_to_xyz(ra, dec))
+        return (x, y, z), min(r, 180.0)
     if kind == "polygon":
         p = _polygon(params)
         if p is None:
@@ -756,7 +757,8 @@ def enclosing_cap(kind: str, params: tuple) -> tuple[tuple[float, float, float],
         r = float(np.max(sph.angle_between(p.v, p.centre[None]))) * sph.R2D
         if r >= 90.0:
             return None
-        return tuple(float(x) for x in p.centre), r
+        cx, cy, cz = (float(c) for c in p.centre)
+        return (cx, cy, cz), r
     return None
 
 
@@ -849,7 +851,7 @@ def merge_ranges(lo, hi, max_ranges: int) -> list[tuple[int, int]]:
         keep = np.sort(np.argsort(gaps, kind="stable")[len(lo) - max_ranges:])  # largest gaps
         lo = np.concatenate([lo[:1], lo[keep + 1]])
         hi = np.concatenate([hi[keep], hi[-1:]])
-    return [(int(a), int(b)) for a, b in zip(lo, hi)]
+    return [(int(a), int(b)) for a, b in zip(lo, hi, strict=False)]
 
 
 def healpix_filter_sql(ranges, column: str = "_healpix") -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Union
+from typing import Any
 
 __all__ = [
     "Between", "BinaryOp", "BoolOp", "CTE", "Case", "Cast", "ColumnRef", "Comparison", "Condition",
@@ -55,7 +55,7 @@ def dotted(parts: tuple[Name, ...]) -> str:
 class Literal(Node):
     """``kind``: integer, real, string, hex or null; ``text`` is the literal as written."""
 
-    value: object
+    value: Any
     kind: str
     text: str = ""
 
@@ -126,7 +126,7 @@ class Case(Node):
     """Simple CASE (``operand`` set, ``whens`` of values) or searched CASE (``whens`` of conditions)."""
 
     operand: Expr | None
-    whens: tuple[tuple[Union[Expr, Condition], Expr], ...]
+    whens: tuple[tuple[Expr | Condition, Expr], ...]
     else_: Expr | None = None
 
 
@@ -137,7 +137,7 @@ class ScalarSubquery(Node):
 
 Subquery = ScalarSubquery
 
-Expr = Union[Literal, ColumnRef, Unary, BinaryOp, FunctionCall, GeometryCall, Cast, Case, ScalarSubquery]
+Expr = Literal | ColumnRef | Unary | BinaryOp | FunctionCall | GeometryCall | Cast | Case | ScalarSubquery
 
 
 # ---------------------------------------------------------------- conditions
@@ -202,7 +202,7 @@ class Exists(Node):
     query: QueryExpr
 
 
-Condition = Union[Comparison, BoolOp, Not, Between, InList, InSubquery, Like, IsNull, Exists]
+Condition = Comparison | BoolOp | Not | Between | InList | InSubquery | Like | IsNull | Exists
 
 
 # ---------------------------------------------------------------- FROM
@@ -232,7 +232,7 @@ class Join(Node):
     using: tuple[Name, ...] | None = None
 
 
-FromItem = Union[TableRef, DerivedTable, Join]
+FromItem = TableRef | DerivedTable | Join
 
 
 # ---------------------------------------------------------------- queries
@@ -259,7 +259,7 @@ class OrderItem(Node):
 
 @dataclass(frozen=True)
 class Select(Node):
-    items: tuple[Union[SelectItem, StarItem], ...]
+    items: tuple[SelectItem | StarItem, ...]
     from_: tuple[FromItem, ...]
     quantifier: str | None = None  # DISTINCT or ALL
     top: int | None = None
@@ -271,8 +271,8 @@ class Select(Node):
 @dataclass(frozen=True)
 class SetOp(Node):
     op: str  # UNION EXCEPT INTERSECT
-    left: Union[Select, SetOp, QueryExpr]
-    right: Union[Select, SetOp, QueryExpr]
+    left: Select | SetOp | QueryExpr
+    right: Select | SetOp | QueryExpr
     all: bool = False
 
 
@@ -280,7 +280,7 @@ class SetOp(Node):
 class QueryExpr(Node):
     """A <select_expression>: a SELECT or set operation with its ORDER BY and OFFSET."""
 
-    body: Union[Select, SetOp, QueryExpr]
+    body: Select | SetOp | QueryExpr
     order_by: tuple[OrderItem, ...] = ()
     offset: int | None = None
 

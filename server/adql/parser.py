@@ -7,8 +7,8 @@ column of the problem; no lark exception (and no RecursionError) ever escapes.
 from __future__ import annotations
 
 import difflib
-from functools import lru_cache
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -74,7 +74,8 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> ADQLError:
     line = getattr(exc, "line", 0) or 0
     column = getattr(exc, "column", 0) or 0
     if isinstance(exc, UnexpectedCharacters):
-        char = text[exc.pos_in_stream] if 0 <= exc.pos_in_stream < len(text) else "?"
+        pos = exc.pos_in_stream if exc.pos_in_stream is not None else -1
+        char = text[pos] if 0 <= pos < len(text) else "?"
         hint = None
         if char == '"':
             hint = "a delimited identifier needs a closing double quote"
@@ -142,13 +143,29 @@ def _is_coordsys(arg) -> bool:
     return isinstance(arg, n.Literal) and arg.kind in ("string", "null")
 
 
+def _setop(op: str, all_: bool):
+    """A builder method for one set operator (the grammar has a rule per operator)."""
+    def build(self, meta, c):
+        return n.SetOp(op, c[0], c[1], all_, **_pos(meta))
+    return build
+
+
+def _binary(op: str):
+    """A builder method for one binary operator."""
+    def build(self, meta, c):
+        return n.BinaryOp(op, c[0], c[1], **_pos(meta))
+    return build
+
+
 @v_args(meta=True)
 class _Builder(Transformer):
     """Lark parse tree → nodes. Rule names follow adql21.lark."""
 
-    def __init__(self, functions: set[str] | None) -> None:
+    def __init__(self, functions: set[str] | None, syntax_only: bool = False) -> None:
         super().__init__(visit_tokens=False)
         self.functions = functions  # None: accept any user-defined function name
+        #: Only the BNF: no type rules (the checker against the model applies them).
+        self.syntax_only = syntax_only
 
     # ---- queries
     def query_specification(self, meta, c):
@@ -174,11 +191,6 @@ class _Builder(Transformer):
         if isinstance(body, n.QueryExpr) and not order and offset is None:
             return body
         return n.QueryExpr(body, tuple(order or ()), offset, **_pos(meta))
-
-    def _setop(op, all_):
-        def build(self, meta, c):
-            return n.SetOp(op, c[0], c[1], all_, **_pos(meta))
-        return build
 
     union = _setop("UNION", False)
     union_all = _setop("UNION", True)
@@ -364,11 +376,6 @@ class _Builder(Transformer):
         return True
 
     # ---- value expressions
-    def _binary(op):
-        def build(self, meta, c):
-            return n.BinaryOp(op, c[0], c[1], **_pos(meta))
-        return build
-
     concatenation = _binary("||")
     bit_and = _binary("&")
     bit_or = _binary("|")
@@ -520,13 +527,13 @@ class _Builder(Transformer):
                 if len(args) < 3:
                     raise ADQLError("POLYGON needs at least three vertices", **_pos(meta))
                 for a in args:  # the <coord_value> form: points or column references
-                    if isinstance(a, n.Literal) or isinstance(a, (n.BinaryOp, n.Unary)):
+                    if isinstance(a, (n.Literal, n.BinaryOp, n.Unary)):
                         raise ADQLError("POLYGON needs an even number (at least six) of coordinates, "
                                         "or at least three points", a.line, a.column)
         else:
             full = {"POINT": 3, "CIRCLE": 4, "BOX": 5}[name]  # with a coordinate system
             if len(args) == full or (len(args) == full - 1 and name != "POINT" and _is_coordsys(args[0])):
-                if not _is_coordsys(args[0]):
+                if not _is_coordsys(args[0]) and not self.syntax_only:
                     a = args[0]
                     raise ADQLError(f"the first of {full} {name} arguments must be a coordinate system string",
                                     a.line, a.column, code="type")
@@ -544,7 +551,7 @@ class _Builder(Transformer):
                     raise ADQLError(f"the centre of {name} must be a point or give two coordinates",
                                     a.line, a.column, code="arguments")
             for a in args:
-                if isinstance(a, n.Literal) and a.kind == "string":
+                if isinstance(a, n.Literal) and a.kind == "string" and not self.syntax_only:
                     raise ADQLError(f"a coordinate of {name} cannot be a string", a.line, a.column, code="type")
         return n.GeometryCall(name, tuple(args), coordsys, **_pos(meta))
 
@@ -559,11 +566,14 @@ class _Builder(Transformer):
         return n.Name(text, True, **_tpos(c[0]))
 
 
-def parse(text: str, *, functions: Iterable[str] | None = (), any_function: bool = False) -> n.Query:
+def parse(text: str, *, functions: Iterable[str] | None = (), any_function: bool = False,
+          syntax_only: bool = False) -> n.Query:
     """Parse one ADQL 2.1 query.
 
     User-defined function names must be among the UDFs of ``functions.UDFS`` or those given in
     ``functions`` (e.g. declared by a test collection); ``any_function=True`` accepts any name.
+    ``syntax_only=True`` is the BNF alone (``diavo adql check``): any function name, and none of
+    the type rules the service applies (a string where POINT wants a number).
     """
     if not isinstance(text, str):
         raise ADQLError("the query must be text")
@@ -571,10 +581,10 @@ def parse(text: str, *, functions: Iterable[str] | None = (), any_function: bool
         raise ADQLError(f"the query is longer than {MAX_QUERY_LENGTH} characters", code="limit")
     if not text.strip():
         raise ADQLError("the query is empty", 1, 1)
-    known = None if any_function else {f.lower() for f in (functions or ())} | set(UDFS)
+    known = None if any_function or syntax_only else {f.lower() for f in (functions or ())} | set(UDFS)
     try:
         tree = _get_parser().parse(text)
-        return _Builder(known).transform(tree)
+        return _Builder(known, syntax_only).transform(tree)
     except ADQLError:
         raise
     except VisitError as exc:

@@ -113,7 +113,7 @@ class Polygon:
 
     @property
     def flat(self) -> list[float]:
-        return [x for pair in zip(self.ra.tolist(), self.dec.tolist()) for x in pair]
+        return [x for pair in zip(self.ra.tolist(), self.dec.tolist(), strict=False) for x in pair]
 
 
 def _turning(v, poles):

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from . import nodes as n
 from .check import Checked, check, quote
@@ -270,7 +270,7 @@ class _Emitter:
         if ca is None or cb is None or ca.table is None or ca.table != cb.table:
             return None
         pos = SPATIAL_TABLES.get(ca.table)
-        if pos is None or (ca.column, cb.column) != pos:
+        if pos is None or ca.column is None or cb.column is None or (ca.column, cb.column) != pos:
             return None
         prefix_a, prefix_b = ca.sql[: -len(quote(ca.column))], cb.sql[: -len(quote(cb.column))]
         if prefix_a != prefix_b or not prefix_a.endswith("."):
@@ -321,7 +321,8 @@ class _Emitter:
             args = left.args
             if len(args) == 2:
                 p, q = args
-                if not all(isinstance(x, n.GeometryCall) and x.name == "POINT" for x in (p, q)):
+                if not (isinstance(p, n.GeometryCall) and p.name == "POINT"
+                        and isinstance(q, n.GeometryCall) and q.name == "POINT"):
                     return None
                 if self._position(*q.args) and not self._position(*p.args):
                     p, q = q, p
@@ -537,7 +538,8 @@ class _Emitter:
             pos = self._position(e.args[1], e.args[2])
             if pos and isinstance(order, n.Literal) and order.kind == "integer" and 0 <= order.value <= HEALPIX_DEPTH:
                 return f"({pos[0]}{quote(HEALPIX_COLUMN)} >> {2 * (HEALPIX_DEPTH - order.value)})"
-            return f"adql_healpix_index(CAST({args[0]} AS BIGINT), CAST({args[1]} AS DOUBLE), CAST({args[2]} AS DOUBLE))"
+            return (f"adql_healpix_index(CAST({args[0]} AS BIGINT), CAST({args[1]} AS DOUBLE), "
+                    f"CAST({args[2]} AS DOUBLE))")
         if e.name == "ivo_interval_overlaps":
             l1, h1, l2, h2 = args
             return f"CAST(({l1} <= {h2} AND {l2} <= {h1}) AS INTEGER)"
@@ -616,7 +618,8 @@ class _Emitter:
         if name == "COORDSYS":
             arg = args[0]
             system = "ICRS"
-            if isinstance(arg, n.GeometryCall) and isinstance(arg.coordsys, n.Literal) and arg.coordsys.kind == "string":
+            if (isinstance(arg, n.GeometryCall) and isinstance(arg.coordsys, n.Literal)
+                    and arg.coordsys.kind == "string"):
                 system = arg.coordsys.value
             return self.param(system)
         if name == "DISTANCE":
@@ -636,8 +639,8 @@ class _Emitter:
                     c = ", ".join(d(self.x(x)) for x in b.args)
                     return f"CAST(adql_in_circle({d(ra)}, {d(dec)}, {c}) AS INTEGER)"
                 if shape is not None and shape[0] == "polygon":
-                    flat = ", ".join(_num(v) for v in shape[1])
-                    return f"CAST(adql_in_polygon({d(ra)}, {d(dec)}, [{flat}]::DOUBLE[]) AS INTEGER)"
+                    vertices = ", ".join(_num(v) for v in shape[1])
+                    return f"CAST(adql_in_polygon({d(ra)}, {d(dec)}, [{vertices}]::DOUBLE[]) AS INTEGER)"
             fn = "adql_contains" if name == "CONTAINS" else "adql_intersects"
             return f"{fn}({self.geo(a)}, {self.geo(b)})"
         raise ADQLError(f"cannot translate {name}", e.line, e.column, code="unsupported")
@@ -656,7 +659,7 @@ def _dot_test(prefix: str, ra: float, dec: float, radius: float, op: str) -> str
         return "TRUE"
     a, d = math.radians(ra), math.radians(dec)
     centre = (math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d))
-    terms = " + ".join(f"{prefix}{quote(c)} * {_num(v)}" for c, v in zip(UNIT_VECTOR_COLUMNS, centre))
+    terms = " + ".join(f"{prefix}{quote(c)} * {_num(v)}" for c, v in zip(UNIT_VECTOR_COLUMNS, centre, strict=False))
     return f"({terms} {op} {_num(math.cos(math.radians(radius)))})"
 
 

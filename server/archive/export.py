@@ -26,7 +26,8 @@ def export_parquet(root: Path, out: Path, row_group_size: int = 122_880) -> dict
                 cols = ", ".join(f'"{c.name}"' for c in table.columns)
                 order = (f"{store.HEALPIX_COLUMN}, " if q in store.SPATIAL_TABLES else "")
                 key = ", ".join(f'"{k}"' for k in table.primary_key) or cols
-                data = store.fetch_arrow(con, f'SELECT {cols} FROM "{table.schema}"."{table.name}" ORDER BY {order}{key}')
+                sql = f'SELECT {cols} FROM "{table.schema}"."{table.name}" ORDER BY {order}{key}'
+                data = store.fetch_arrow(con, sql)
                 data = data.cast(_schema_for(table, data.schema))
                 path = out / f"{q}.parquet"
                 pq.write_table(data, path, row_group_size=row_group_size, compression="zstd")
@@ -40,7 +41,7 @@ def _schema_for(table, current):
     import pyarrow as pa
 
     fields = []
-    for c, f in zip(table.columns, current):
+    for c, _f in zip(table.columns, current, strict=False):
         meta = {k: v for k, v in (("unit", c.unit), ("ucd", c.ucd), ("description", c.description)) if v}
         fields.append(pa.field(c.name, c.arrow_type(), nullable=c.nullable, metadata=meta))
     return pa.schema(fields, metadata={"diavo.table": f"{table.schema}.{table.name}"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,7 @@ def read_table(path: Path):
     raise IngestError(f"{path.name}: unknown table format (use .parquet, .csv, .tsv or .xml/.vot)")
 
 
-def ingest(root: Path, images: list[Path] = (), tables: list[tuple[str, Path]] = (),
+def ingest(root: Path, images: Sequence[Path] = (), tables: Sequence[tuple[str, Path]] = (),
            base_url: str | None = None, copy: bool = True) -> dict:
     import pyarrow as pa
 
@@ -152,12 +153,14 @@ def ingest(root: Path, images: list[Path] = (), tables: list[tuple[str, Path]] =
                 stored = str(Path(path).resolve())
             rec = spec.to_record()
             rec.update(kind="fits", path=stored, field=target)
-            con.execute('DELETE FROM ivoa."ObsCore" WHERE lsst_visit = ? AND lsst_detector = ?', [spec.visit, spec.detector])
+            con.execute('DELETE FROM ivoa."ObsCore" WHERE lsst_visit = ? AND lsst_detector = ?',
+                        [spec.visit, spec.detector])
             con.execute("DELETE FROM diavo.image WHERE visit = ? AND detector = ?", [spec.visit, spec.detector])
             rows.append(row)
             recs.append(rec)
         if rows:
-            store.insert_arrow(con, model, "ivoa.ObsCore", pa.Table.from_pylist(rows), order_by="lsst_visit, lsst_detector")
+            store.insert_arrow(con, model, "ivoa.ObsCore", pa.Table.from_pylist(rows),
+                               order_by="lsst_visit, lsst_detector")
             con.register("_img", pa.Table.from_pylist(recs))
             cols = ", ".join(recs[0].keys())
             con.execute(f"INSERT INTO diavo.image ({cols}) SELECT {cols} FROM _img")
@@ -173,8 +176,8 @@ def ingest(root: Path, images: list[Path] = (), tables: list[tuple[str, Path]] =
                 raise IngestError(f"{Path(path).name}: {qualified} needs column(s) {', '.join(missing)}")
             if qualified in store.SPATIAL_TABLES:
                 ra, dec = store.SPATIAL_TABLES[qualified]
-                data = data.append_column(store.HEALPIX_COLUMN, pa.array(
-                    store.healpix_index(data[ra].to_numpy(zero_copy_only=False), data[dec].to_numpy(zero_copy_only=False))))
+                lon, lat = (data[c].to_numpy(zero_copy_only=False) for c in (ra, dec))
+                data = data.append_column(store.HEALPIX_COLUMN, pa.array(store.healpix_index(lon, lat)))
             loaded[qualified] = store.insert_arrow(con, model, qualified, data)
             if qualified in store.SPATIAL_TABLES:
                 store.resort_spatial(con, model, qualified)

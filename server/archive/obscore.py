@@ -27,7 +27,7 @@ def mjd_to_isot(mjd: float) -> str:
 
 def stcs_polygon(ra, dec) -> str:
     """Rubin writes s_region as an STC-S polygon with six decimals."""
-    coords = " ".join(f"{a:.6f} {d:.6f}" for a, d in zip(ra, dec))
+    coords = " ".join(f"{a:.6f} {d:.6f}" for a, d in zip(ra, dec, strict=False))
     return f"POLYGON ICRS {coords}"
 
 

@@ -59,7 +59,7 @@ class Manifest:
         (root / MANIFEST).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
 
     @classmethod
-    def read(cls, root: Path) -> "Manifest":
+    def read(cls, root: Path) -> Manifest:
         data = json.loads((root / MANIFEST).read_text())
         if data.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{root} holds archive format {data.get('format_version')}, "
@@ -88,7 +88,7 @@ def connect(root: Path, read_only: bool = True):
         raise FileNotFoundError(f"no archive at {root} (missing {CATALOG}); build one with 'diavo demo build'")
     # One configuration for every reader in a process (DuckDB refuses a second handle on the same
     # file with another one). Reading needs no file system access beyond the catalog itself.
-    return duckdb.connect(str(path), read_only=True, config=READ_CONFIG)
+    return duckdb.connect(str(path), read_only=True, config=dict(READ_CONFIG))
 
 
 def create_catalog(root: Path, model):
@@ -174,5 +174,5 @@ def resort_spatial(con, model, qualified: str) -> None:
 def fetch_arrow(con, sql: str, params=None):
     """Run a query and return an Arrow table (DuckDB renamed this call across versions)."""
     rel = con.sql(sql, params=params) if params else con.sql(sql)
-    fetch = getattr(rel, "to_arrow_table", None) or getattr(rel, "arrow")
+    fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
     return fetch()

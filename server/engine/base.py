@@ -5,8 +5,10 @@ and an adapter implementing ``Engine``; nothing above this layer changes.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 
 class EngineError(RuntimeError):
@@ -61,6 +63,8 @@ class ResultStream:
         self._batches = batches
         self.schema = schema
         self.columns = columns
+        #: VOTable RESOURCE elements written after the results (service descriptors).
+        self.resources: list[str] = []
         self.maxrec = maxrec
         self.rows = 0
         self.overflow = maxrec == 0
@@ -68,7 +72,7 @@ class ResultStream:
         self._closed = False
         self._maps: list = []
 
-    def map(self, fn) -> "ResultStream":
+    def map(self, fn) -> ResultStream:
         """Apply ``fn(batch) -> batch`` (same schema) to every batch; e.g. rewriting URLs."""
         self._maps.append(fn)
         return self
@@ -106,10 +110,10 @@ class ResultStream:
 class Engine(Protocol):
     name: str
 
-    def execute(self, query: EngineQuery, limits: Limits, cancel: "Cancel | None" = None,
+    def execute(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
                 uploads: dict | None = None) -> ResultSet: ...
 
-    def stream(self, query: EngineQuery, limits: Limits, cancel: "Cancel | None" = None,
+    def stream(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
                uploads: dict | None = None) -> ResultStream: ...
 
     def close(self) -> None: ...
@@ -198,7 +202,5 @@ class Deadlines:
                         self._heapq.heappop(self._heap)
                         break
                     self._cv.wait(wait)
-            try:
+            with contextlib.suppress(Exception):  # a failing hook must not stop other deadlines
                 fn()
-            except Exception:  # a failing hook must not stop every other query's deadline
-                pass

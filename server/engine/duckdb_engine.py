@@ -8,13 +8,23 @@ so two queries never share a cursor and ``interrupt`` stops exactly one query.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
 from pathlib import Path
 
-from diavo.server.engine.base import (Cancel, Deadlines, EngineError, EngineQuery, Limits, QueryAborted, QueryTimeout,
-                                      ResultSet, ResultStream)
+from diavo.server.engine.base import (
+    Cancel,
+    Deadlines,
+    EngineError,
+    EngineQuery,
+    Limits,
+    QueryAborted,
+    QueryTimeout,
+    ResultSet,
+    ResultStream,
+)
 
 
 class DuckDBEngine:
@@ -71,16 +81,12 @@ class DuckDBEngine:
             with self._lock:
                 if cur in self._all:
                     self._all.remove(cur)
-            try:
+            with contextlib.suppress(self._duckdb.Error):
                 cur.close()
-            except self._duckdb.Error:
-                pass
             return
         for name in uploads or ():
-            try:
+            with contextlib.suppress(self._duckdb.Error):
                 cur.unregister(upload_relation(name))
-            except self._duckdb.Error:
-                pass
         self._idle.put(cur)
 
     # ---------------------------------------------------------------- queries
@@ -111,10 +117,8 @@ class DuckDBEngine:
                 return
             released.set()
             for r in open_reader:  # a stream cut at MAXREC leaves a result open on the cursor
-                try:
+                with contextlib.suppress(Exception):
                     r.close()
-                except Exception:
-                    pass
             for key in timer:
                 self._deadlines.cancel(key)
             if cancel is not None:
@@ -199,7 +203,5 @@ class DuckDBEngine:
                 cur.close()
             except self._duckdb.Error:
                 pass
-        try:
+        with contextlib.suppress(self._duckdb.Error):
             self._db.close()
-        except self._duckdb.Error:
-            pass

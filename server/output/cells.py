@@ -7,7 +7,8 @@ arrays as space-separated elements.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -113,10 +114,7 @@ def list_text(arr: pa.Array, col: Mapping[str, Any] | None = None, true: str = "
     is a malformed fixed-size array); other NULL lists stay NULL.
     """
     lengths, values = list_parts(arr)
-    if pa.types.is_floating(values.type):
-        vtext = float_text(values)
-    else:
-        vtext = scalar_text(values, true, false)
+    vtext = float_text(values) if pa.types.is_floating(values.type) else scalar_text(values, true, false)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     mask = arr.is_null() if arr.null_count else None

@@ -16,7 +16,8 @@ so memory stays at one chunk whatever the row count.
 """
 from __future__ import annotations
 
-from typing import Any, BinaryIO, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 
 from diavo.server.output.cells import has_bytes, is_list, list_text, normalise, scalar_text
 
-__all__ = ["write_csv", "write_tsv", "CHUNK_ROWS"]
+__all__ = ["write_csv", "write_tsv", "CHUNK_ROWS", "header_line", "join_rows", "text_cells"]
 
 CHUNK_ROWS = 65536
 
@@ -58,7 +59,7 @@ def _tsv_escape(text: pa.Array) -> pa.Array:
     return text
 
 
-def _cells(arr: pa.Array, col: Mapping[str, Any], tsv: bool) -> pa.Array:
+def text_cells(arr: pa.Array, col: Mapping[str, Any], tsv: bool) -> pa.Array:
     """One column's fields as a string array, NULL kept as NULL."""
     arr = normalise(arr)
     t = arr.type
@@ -73,16 +74,21 @@ def _cells(arr: pa.Array, col: Mapping[str, Any], tsv: bool) -> pa.Array:
     return _tsv_escape(text) if tsv else _csv_quote(text)
 
 
-def _header(columns: Sequence[Mapping[str, Any]], tsv: bool) -> bytes:
+def header_line(columns: Sequence[Mapping[str, Any]], tsv: bool) -> bytes:
     names = pa.array([str(c.get("name", "")) for c in columns], pa.string())
     names = _tsv_escape(names) if tsv else _csv_quote(names)
     return (("\t" if tsv else ",").join(names.to_pylist()) + "\n").encode("utf-8")
 
 
 def _rows(chunk: pa.RecordBatch, columns: Sequence[Mapping[str, Any]], tsv: bool) -> memoryview:
-    cells = [_cells(chunk.column(j), col, tsv) for j, col in enumerate(columns)]
+    return join_rows([text_cells(chunk.column(j), col, tsv) for j, col in enumerate(columns)],
+                     chunk.num_rows, tsv)
+
+
+def join_rows(cells: list[pa.Array], num_rows: int, tsv: bool) -> memoryview:
+    """The lines of a chunk from its columns' cells (NULL → an empty field)."""
     if not cells:
-        return memoryview(b"\n" * chunk.num_rows)
+        return memoryview(b"\n" * num_rows)
     rows = pc.binary_join_element_wise(*cells, "\t" if tsv else ",",
                                        null_handling="replace", null_replacement="")
     rows = pc.binary_join_element_wise(rows, pa.scalar("\n"), "")
@@ -94,7 +100,7 @@ def _rows(chunk: pa.RecordBatch, columns: Sequence[Mapping[str, Any]], tsv: bool
 def _write(stream: Iterable[pa.RecordBatch], columns: Sequence[Mapping[str, Any]],
            out: BinaryIO, tsv: bool, header: bool) -> int:
     if header:
-        out.write(_header(columns, tsv))
+        out.write(header_line(columns, tsv))
     rows = 0
     for batch in stream:
         for start in range(0, batch.num_rows, CHUNK_ROWS):

@@ -13,7 +13,8 @@ and the exception propagates.
 Columns, by VOTable datatype: boolean ``L`` (NULL is the FITS null byte 0, which astropy
 reads as False), unsignedByte ``B``, short ``I``, int ``J``, long ``K`` (NULL → ``TNULLn``: the
 type's minimum, else the first of its maximum and the values next to the extremes that does not
-occur in the data), float ``E`` and double ``D`` (NULL → NaN); fixed arrays ``nX``; variable-length arrays ``PX(max)`` descriptors into the heap (``Q`` beyond 2 GiB);
+occur in the data), float ``E`` and double ``D`` (NULL → NaN); fixed arrays ``nX``; variable-length
+arrays ``PX(max)`` descriptors into the heap (``Q`` beyond 2 GiB);
 char/unicodeChar/timestamps ``nA`` with ``n`` the longest value (at least the declared size),
 where FITS has no NULL (NULL → empty) and allows ASCII only (non-ASCII characters → ``?``).
 Column names longer than a FITS card allows (68 characters) are cut, and made unique
@@ -24,15 +25,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Mapping, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from diavo.server.output.cells import (ascii_only, fixed_count, fixed_width, is_list, list_parts,
-                                       normalise, scalar_text)
+from diavo.server.output.cells import ascii_only, fixed_count, fixed_width, is_list, list_parts, normalise, scalar_text
 
 __all__ = ["write_fits"]
 
@@ -77,7 +78,7 @@ class _Column:
     tnull: int | None = None
 
     @classmethod
-    def plan(cls, col: Mapping[str, Any], t: pa.DataType) -> "_Column":
+    def plan(cls, col: Mapping[str, Any], t: pa.DataType) -> _Column:
         name = str(col.get("name", ""))
         datatype = _datatype(col, t)
         count = fixed_count(col.get("arraysize"))
@@ -258,7 +259,7 @@ def _headers(plans: list[_Column], columns: Sequence[Mapping[str, Any]], rows: i
         ("PCOUNT", heap), ("GCOUNT", 1), ("TFIELDS", len(plans)),
     ])
     names = _ttypes([p.name for p in plans])
-    for i, (plan, col, name) in enumerate(zip(plans, columns, names), start=1):
+    for i, (plan, col, name) in enumerate(zip(plans, columns, names, strict=False), start=1):
         h[f"TTYPE{i}"] = name
         h[f"TFORM{i}"] = plan.tform
         if col.get("unit"):
@@ -316,7 +317,7 @@ def write_fits(stream: Any, out: BinaryIO, infos: Sequence[Any] = (), *,
                            bool(getattr(stream, "overflow", False))))
         width = sum(p.width for p in plans)
         spool.seek(0)
-        heap = tempfile.TemporaryFile(dir=spool_dir) if heap_size else None
+        heap = tempfile.TemporaryFile(dir=spool_dir) if heap_size else None  # noqa: SIM115 - closed below
         try:
             for batch in pa.ipc.open_stream(pa.PythonFile(spool, mode="r")):
                 blocks = [p.encode(batch.column(j), heap) for j, p in enumerate(plans)]
@@ -325,7 +326,7 @@ def write_fits(stream: Any, out: BinaryIO, infos: Sequence[Any] = (), *,
                 for block in blocks:
                     buf[:, pos:pos + block.shape[1]] = block
                     pos += block.shape[1]
-                out.write(buf.reshape(-1))
+                out.write(buf.reshape(-1).data)
             if heap is not None:
                 heap.seek(0)
                 shutil.copyfileobj(heap, out, 1 << 20)

@@ -13,7 +13,11 @@ csv        text/csv;header=present                            RFC 4180 quoting
 tsv        text/tab-separated-values                          backslash escapes
 fits       application/fits                                   BINTABLE; spooled to a temp file
 parquet    application/vnd.apache.parquet                     one row group per ~64k rows
+json       application/json                                   ESA TAP+ shape: metadata, data, status
+ecsv       text/x-ecsv                                        astropy ECSV 1.0: typed YAML header
 ========== ================================================== =================================
+
+``votable_plain`` (astroquery's TapPlus name for TABLEDATA) is an alias of ``votable``.
 
 Only VOTable carries the query status in-band: ``QUERY_STATUS=OK`` before the table, a
 trailing ``OVERFLOW`` when the result was cut at MAXREC, a trailing ``ERROR`` when the stream
@@ -28,13 +32,16 @@ query, ...), FITS COMMENT cards, Parquet key-value metadata; CSV/TSV have nowher
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO
 
 from diavo.server.errors import UsageFault
 from diavo.server.output.delimited import write_csv, write_tsv
+from diavo.server.output.ecsv import write_ecsv
 from diavo.server.output.fits import write_fits
+from diavo.server.output.json_table import write_json
 from diavo.server.output.parquet import write_parquet
 from diavo.server.output.votable import error_votable, write_votable
 
@@ -71,6 +78,10 @@ class OutputFormat:
         return self.writer(stream, out, tuple(infos))
 
     @property
+    def is_votable(self) -> bool:
+        return self.key.startswith("votable")
+
+    @property
     def short_aliases(self) -> tuple[str, ...]:
         """The aliases that are not media types (``votable``, ``csv``...)."""
         return tuple(a for a in self.aliases if not _is_media_type(a))
@@ -94,14 +105,17 @@ def _votable_columns(columns: Sequence[Mapping[str, Any]]) -> list[dict]:
 
 
 def _write_votable(stream: Any, out: BinaryIO, infos: Sequence[Any], *, encoding: str) -> int:
+    """A stream's ``resources`` (service descriptors) follow its results; only VOTable has a
+    place for them."""
     return write_votable(stream, _votable_columns(stream.columns), out, encoding=encoding,
                          overflow=lambda: bool(getattr(stream, "overflow", False)),
-                         resource_infos=infos, version=VOTABLE_VERSION)
+                         resource_infos=infos, resources=getattr(stream, "resources", ()),
+                         version=VOTABLE_VERSION)
 
 
 FORMATS: tuple[OutputFormat, ...] = (
     OutputFormat("votable", VOTABLE_MIME,
-                 ("votable", "votable/td", "votabletd", "text/xml",
+                 ("votable", "votable/td", "votabletd", "votable_plain", "text/xml",
                   VOTABLE_MIME + ";serialization=tabledata"),
                  TAPREGEXT + "#output-votable-td", "xml",
                  partial(_write_votable, encoding="tabledata")),
@@ -114,6 +128,8 @@ FORMATS: tuple[OutputFormat, ...] = (
     OutputFormat("fits", "application/fits", ("fits",), None, "fits", write_fits),
     OutputFormat("parquet", "application/vnd.apache.parquet",
                  ("parquet", "application/x-parquet"), None, "parquet", write_parquet),
+    OutputFormat("json", "application/json", ("json",), None, "json", write_json),
+    OutputFormat("ecsv", "text/x-ecsv", ("ecsv", "application/x-ecsv"), None, "ecsv", write_ecsv),
 )
 DEFAULT = FORMATS[0]
 
@@ -177,7 +193,7 @@ def _resolve_media_type(value: str) -> OutputFormat:
         if header not in ("present", "absent"):
             raise _unknown(value, " (header must be present or absent)")
         if header == "absent":        # DALI: explicit parameters must be honoured
-            fmt = replace(fmt, writer=partial(fmt.writer, header=False))
+            fmt = replace(fmt, writer=partial(fmt.writer, header=False))  # type: ignore[call-arg]
     return fmt
 
 

@@ -13,7 +13,9 @@ one row group. The output need not be seekable (an HTTP response): positions are
 """
 from __future__ import annotations
 
-from typing import Any, BinaryIO, Mapping, Sequence
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -63,7 +65,7 @@ def _text(value: Any) -> str:
 
 def _schema(schema: pa.Schema, columns: Sequence[Mapping[str, Any]], infos) -> pa.Schema:
     fields = []
-    for field, col in zip(schema, columns):
+    for field, col in zip(schema, columns, strict=False):
         meta = {f"votable:{k}": _text(col.get(k)) for k in _FIELD_KEYS
                 if col.get(k) not in (None, "")}
         fields.append(field.with_metadata(meta) if meta else field)
@@ -110,10 +112,8 @@ def write_parquet(stream: Any, out: BinaryIO, infos: Sequence[Any] = (), *,
             status["QUERY_STATUS"] = "OVERFLOW"
     except Exception as exc:
         status = {"QUERY_STATUS": "ERROR", "QUERY_ERROR": f"{type(exc).__name__}: {exc}"}
-        try:
+        with contextlib.suppress(Exception):  # the first error is the one to see
             _finish(writer, sink, status)
-        except Exception:                     # noqa: BLE001 - the first error is the one to see
-            pass
         raise
     _finish(writer, sink, status)
     return rows

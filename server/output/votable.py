@@ -37,15 +37,26 @@ bitmap in BINARY2.
 from __future__ import annotations
 
 import binascii
-from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from diavo.server.output.cells import (ascii_only, fixed_count, fixed_width, is_list,
-                                       list_parts, list_text, normalise, scalar_text,
-                                       string_bytes, string_view)
+from diavo.server.output import xml
+from diavo.server.output.cells import (
+    ascii_only,
+    fixed_count,
+    fixed_width,
+    is_list,
+    list_parts,
+    list_text,
+    normalise,
+    scalar_text,
+    string_bytes,
+    string_view,
+)
 
 __all__ = ["write_votable", "error_votable", "VOTABLE_NS", "CHUNK_ROWS"]
 
@@ -63,25 +74,10 @@ _NUMERIC = {
     "float": ">f4", "double": ">f8",
 }
 _STRINGS = ("char", "unicodeChar")
-_FIELD_ATTRS = ("name", "datatype", "arraysize", "unit", "ucd", "utype", "xtype")
-_CONTROL_RE = "[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]"
+_FIELD_ATTRS = ("ID", "name", "datatype", "arraysize", "unit", "ucd", "utype", "xtype")
 
 
 # ----------------------------------------------------------------------------- XML bits
-def _esc(text: Any) -> str:
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("\r", "&#13;"))
-
-
-def _attr(text: Any) -> str:
-    return _esc(text).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;")
-
-
-def _clean_xml_chars(text: str) -> str:
-    return "".join("\ufffd" if (ord(c) < 32 and c not in "\t\n\r") or c in "\ufffe\uffff"
-                   else c for c in text)
-
-
 def _info(item: Any) -> str:
     """``(name, value)``, ``(name, value, content)`` or a mapping with those keys."""
     if isinstance(item, Mapping):
@@ -89,16 +85,16 @@ def _info(item: Any) -> str:
     else:
         name, value, *rest = item
         content = rest[0] if rest else None
-    head = f'<INFO name="{_attr(name)}" value="{_attr(_clean_xml_chars(str(value)))}"'
+    head = f'<INFO name="{xml.attr(name)}" value="{xml.attr(value)}"'
     if content:
-        return head + f">{_esc(_clean_xml_chars(str(content)))}</INFO>\n"
+        return head + f">{xml.text(content)}</INFO>\n"
     return head + "/>\n"
 
 
 def _head(version: str = VOTABLE_VERSION) -> str:
     location = f"{VOTABLE_NS} {_SCHEMAS.format(version)}"
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<VOTABLE version="{_attr(version)}" xmlns="{VOTABLE_NS}" '
+            f'<VOTABLE version="{xml.attr(version)}" xmlns="{VOTABLE_NS}" '
             f'xmlns:xsi="{XSI_NS}" xsi:schemaLocation="{location}">\n')
 
 
@@ -107,19 +103,19 @@ def _field(col: Mapping[str, Any]) -> str:
     for key in _FIELD_ATTRS:
         value = col.get(key)
         if value is not None and value != "":
-            parts.append(f' {key}="{_attr(value)}"')
+            parts.append(f' {key}="{xml.attr(value)}"')
     desc = col.get("description")
     if desc:
-        return "".join(parts) + (f">\n  <DESCRIPTION>{_esc(_clean_xml_chars(str(desc)))}"
+        return "".join(parts) + (f">\n  <DESCRIPTION>{xml.text(desc)}"
                                  "</DESCRIPTION>\n</FIELD>\n")
     return "".join(parts) + "/>\n"
 
 
 def error_votable(message: str, version: str = VOTABLE_VERSION) -> bytes:
     """A DALI error document: ``QUERY_STATUS=ERROR`` with *message*, and no TABLE."""
-    message = _clean_xml_chars(str(message)).strip() or "Unknown error"
+    message = xml.clean(message).strip() or "Unknown error"
     return (_head(version) + '<RESOURCE type="results">\n'
-            f'<INFO name="QUERY_STATUS" value="ERROR">{_esc(message)}</INFO>\n'
+            f'<INFO name="QUERY_STATUS" value="ERROR">{xml.text(message)}</INFO>\n'
             "</RESOURCE>\n</VOTABLE>\n").encode("utf-8")
 
 
@@ -133,9 +129,9 @@ def _escape_text(arr: pa.Array) -> pa.Array:
     data = arr.buffers()[2]
     if data is None or not _SPECIAL[np.frombuffer(data, dtype=np.uint8)].any():
         return arr                                   # nothing to escape (the common case)
-    if pc.any(pc.match_substring_regex(arr, _CONTROL_RE)).as_py():
-        arr = pc.replace_substring_regex(arr, _CONTROL_RE, "\ufffd")
-    for old, new in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;")):
+    if pc.any(pc.match_substring_regex(arr, xml.INVALID_CHARS)).as_py():
+        arr = pc.replace_substring_regex(arr, xml.INVALID_CHARS, "\ufffd")
+    for old, new in xml.CONTENT_ESCAPES:
         if pc.any(pc.match_substring(arr, old)).as_py():
             arr = pc.replace_substring(arr, old, new)
     return arr
@@ -320,12 +316,12 @@ class _Base64Stream:
         self.carry = data[full:].tobytes()
         if not full:
             return
-        text = np.frombuffer(binascii.b2a_base64(data[:full], newline=False),
+        text = np.frombuffer(binascii.b2a_base64(data[:full].data, newline=False),
                              dtype=np.uint8).reshape(-1, 76)
         lines = np.empty((text.shape[0], 77), dtype=np.uint8)
         lines[:, :76] = text
         lines[:, 76] = 10
-        self.out.write(lines.reshape(-1))      # 1-D: len() is the byte count
+        self.out.write(lines.reshape(-1).data)      # 1-D bytes: len() is the byte count
 
     def close(self) -> None:
         if self.carry:
@@ -345,7 +341,8 @@ def _chunks(batches: Iterable[pa.RecordBatch]):
 def write_votable(batches: Iterable[pa.RecordBatch], columns: Sequence[Mapping[str, Any]],
                   out: BinaryIO, *, encoding: str = "tabledata",
                   overflow: bool | Callable[[], bool] = False, infos: Iterable[Any] = (),
-                  resource_infos: Iterable[Any] = (), version: str = VOTABLE_VERSION) -> int:
+                  resource_infos: Iterable[Any] = (), resources: Iterable[str] = (),
+                  version: str = VOTABLE_VERSION) -> int:
     """Stream a VOTable results document (version *version*) to the binary file-like *out*.
 
     *batches* are record batches sharing one schema whose columns match *columns* in order;
@@ -358,7 +355,9 @@ def write_votable(batches: Iterable[pa.RecordBatch], columns: Sequence[Mapping[s
     batches are consumed (a result stream knows whether it overflowed only then).
     *infos* go under VOTABLE before the RESOURCE, *resource_infos* inside the RESOURCE
     after ``QUERY_STATUS``; each is ``(name, value)``,
-    ``(name, value, content)`` or a mapping with those keys.
+    ``(name, value, content)`` or a mapping with those keys. *resources* are whole RESOURCE
+    elements (service descriptors, DataLink 1.1 §4) written after the results RESOURCE; a
+    column's ``ID`` (an XML ID) is what their PARAMs ``ref``.
 
     If reading or encoding the batches fails after output started, the document is
     closed well-formed with a trailing ``QUERY_STATUS=ERROR`` INFO (DALI §4.4.2) and the
@@ -405,7 +404,9 @@ def write_votable(batches: Iterable[pa.RecordBatch], columns: Sequence[Mapping[s
         tail.append(_info(("QUERY_STATUS", "ERROR", f"{type(error).__name__}: {error}")))
     elif overflow() if callable(overflow) else overflow:
         tail.append('<INFO name="QUERY_STATUS" value="OVERFLOW"/>\n')
-    tail.append("</RESOURCE>\n</VOTABLE>\n")
+    tail.append("</RESOURCE>\n")
+    tail += list(resources)
+    tail.append("</VOTABLE>\n")
     out.write("".join(tail).encode("utf-8"))
     if error is not None:
         raise error

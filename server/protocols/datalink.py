@@ -34,6 +34,8 @@ from diavo.server.archive.images.access import ImageNotFound
 from diavo.server.archive.images.service import FITS_TYPE, BadIdentifier, ImageInfo, ImageService
 from diavo.server.archive.obscore import TAI_MINUS_UTC_DAYS, great_circle_deg
 from diavo.server.errors import DaliError, UsageFault
+from diavo.server.output import xml
+from diavo.server.output.descriptors import DATALINK_TYPE, LINKS_ID, SODA_SYNC_ID, param
 from diavo.server.output.votable import VOTABLE_NS, VOTABLE_VERSION, XSI_NS
 from diavo.server.params import read_params
 from diavo.server.protocols.images import image_service
@@ -41,10 +43,7 @@ from diavo.server.urls import base_url
 from diavo.shared.bands import EM_RANGE_M
 from diavo.shared.camera import detector_layout
 
-DATALINK_TYPE = "application/x-votable+xml;content=datalink"
 VOTABLE_TYPE = "application/x-votable+xml"
-LINKS_ID = "ivo://ivoa.net/std/DataLink#links-1.1"
-SODA_SYNC_ID = "ivo://ivoa.net/std/SODA#sync-1.0"
 #: Identifiers answered per request; more are cut off with an OVERFLOW marker.
 MAX_IDS = 1000
 #: Side of the thumbnail preview, pixels.
@@ -73,16 +72,6 @@ _NAMES = [f[0] for f in FIELDS]
 
 
 # ------------------------------------------------------------------------------------ XML bits
-_NOT_XML = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def _x(value) -> str:
-    """Text safe for XML 1.0 content and attributes (controls dropped, markup escaped)."""
-    text = _NOT_XML.sub("", str(value))
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;"))
-
-
 def ascii_id(value: str) -> str:
     """The ID as echoed in a ``char`` column: printable ASCII kept, anything else percent-encoded
     as UTF-8 (the IRI-to-URI mapping), so what we echo is still the client's identifier."""
@@ -91,20 +80,6 @@ def ascii_id(value: str) -> str:
 
 def _num(x: float) -> str:
     return repr(float(x))
-
-
-def _param(name: str, value: str, *, datatype: str = "char", arraysize: str | None = "*",
-           unit: str | None = None, ucd: str | None = None, xtype: str | None = None,
-           ref: str | None = None, description: str | None = None, values: str = "") -> str:
-    attrs = f'name="{_x(name)}" datatype="{datatype}"'
-    if arraysize:
-        attrs += f' arraysize="{arraysize}"'
-    for key, val in (("unit", unit), ("ucd", ucd), ("xtype", xtype), ("ref", ref)):
-        if val:
-            attrs += f' {key}="{_x(val)}"'
-    attrs += f' value="{_x(value)}"'
-    inner = (f"<DESCRIPTION>{_x(description)}</DESCRIPTION>" if description else "") + values
-    return f"<PARAM {attrs}>{inner}</PARAM>\n" if inner else f"<PARAM {attrs}/>\n"
 
 
 # ------------------------------------------------------------------------------- the links
@@ -150,7 +125,7 @@ def _soda_descriptor(info: ImageInfo, base: str, sd_id: str) -> str:
     kra, kdec = spec.corners_sky()
     radius = float(max(great_circle_deg(cra, cdec, kra, kdec)))
     circle = " ".join(_num(x) for x in (float(cra), float(cdec), radius))
-    polygon = " ".join(f"{_num(a)} {_num(b)}" for a, b in zip(kra, kdec))
+    polygon = " ".join(f"{_num(a)} {_num(b)}" for a, b in zip(kra, kdec, strict=False))
     em_lo, em_hi = EM_RANGE_M[spec.band]
     t_lo = spec.obs_start_mjd_tai - TAI_MINUS_UTC_DAYS
     t_hi = t_lo + spec.exp_time / 86400.0
@@ -159,33 +134,33 @@ def _soda_descriptor(info: ImageInfo, base: str, sd_id: str) -> str:
     return (
         f'<RESOURCE type="meta" utype="adhoc:service" ID="{sd_id}" '
         f'name="soda-cutout-{info.visit}-{info.detector}">\n'
-        f"<DESCRIPTION>Cut-outs of {_x(info.ident)}: a FITS file with IMAGE, MASK and VARIANCE cut to the "
+        f"<DESCRIPTION>Cut-outs of {xml.attr(info.ident)}: a FITS file with IMAGE, MASK and VARIANCE cut to the "
         "bounding box of the region on the CCD, with a WCS that keeps sky positions exact and LTV1/LTV2 "
         "giving the offset in the parent CCD. One region parameter per request.</DESCRIPTION>\n"
-        + _param("standardID", SODA_SYNC_ID)
-        + _param("accessURL", sync, ucd="meta.ref.url")
-        + _param("contentType", FITS_TYPE)
-        + _param("exampleURL", example, description="A 36 arcsec cut-out around the image centre")
+        + param("standardID", SODA_SYNC_ID)
+        + param("accessURL", sync, ucd="meta.ref.url")
+        + param("contentType", FITS_TYPE)
+        + param("exampleURL", example, description="A 36 arcsec cut-out around the image centre")
         + '<GROUP name="inputParams">\n'
-        + _param("ID", "", ucd="meta.ref.url;meta.curation", ref=ID_REF,
+        + param("ID", "", ucd="meta.ref.url;meta.curation", ref=ID_REF,
                  description="The publisher DID of the dataset of interest")
-        + _param("CIRCLE", "", datatype="double", arraysize="3", unit="deg", ucd="pos.outline;obs",
+        + param("CIRCLE", "", datatype="double", arraysize="3", unit="deg", ucd="pos.outline;obs",
                  xtype="circle", description="A circle (ra dec radius, ICRS degrees) the cut-out covers",
                  values=f'<VALUES><MAX value="{circle}"/></VALUES>')
-        + _param("POLYGON", "", datatype="double", arraysize="*", unit="deg", ucd="pos.outline;obs",
+        + param("POLYGON", "", datatype="double", arraysize="*", unit="deg", ucd="pos.outline;obs",
                  xtype="polygon", description="A polygon (ra dec pairs, ICRS degrees) the cut-out covers",
                  values=f'<VALUES><MAX value="{polygon}"/></VALUES>')
-        + _param("POS", "", ucd="pos.outline;obs",
+        + param("POS", "", ucd="pos.outline;obs",
                  description="CIRCLE ra dec r, RANGE ra1 ra2 dec1 dec2 or POLYGON ra dec ... (ICRS degrees)")
-        + _param("PIXEL", "", datatype="int", arraysize="4", unit="pix", ucd="pos.cartesian;instr.pixel",
+        + param("PIXEL", "", datatype="int", arraysize="4", unit="pix",
                  description="diavo extension: xmin xmax ymin ymax, zero-based inclusive pixel indices of "
                              f"the parent CCD (the frame of DiaSource x, y); 0 {spec.width - 1} 0 "
                              f"{spec.height - 1} is the whole CCD")
-        + _param("BAND", "", datatype="double", arraysize="2", unit="m", ucd="em.wl;stat.interval",
+        + param("BAND", "", datatype="double", arraysize="2", unit="m", ucd="em.wl;stat.interval",
                  xtype="interval", description="Wavelength interval; the image is cut only spatially, "
                  "so this selects all of it or nothing",
                  values=f'<VALUES><MIN value="{_num(em_lo)}"/><MAX value="{_num(em_hi)}"/></VALUES>')
-        + _param("TIME", "", datatype="double", arraysize="2", unit="d", ucd="time.interval;obs.exposure",
+        + param("TIME", "", datatype="double", arraysize="2", unit="d", ucd="time.interval;obs.exposure",
                  xtype="interval", description="Time interval (MJD, UTC); selects all of the image or nothing",
                  values=f'<VALUES><MIN value="{_num(t_lo)}"/><MAX value="{_num(t_hi)}"/></VALUES>')
         + "</GROUP>\n</RESOURCE>\n"
@@ -197,11 +172,11 @@ def _self_descriptor(base: str) -> str:
         '<RESOURCE type="meta" utype="adhoc:this" name="links">\n'
         "<DESCRIPTION>This DataLink service: give one or more ID values (publisher DIDs of "
         "difference images, as in ivoa.ObsCore obs_publisher_did).</DESCRIPTION>\n"
-        + _param("standardID", LINKS_ID)
-        + _param("accessURL", f"{base}/datalink/links", ucd="meta.ref.url")
-        + _param("contentType", DATALINK_TYPE)
+        + param("standardID", LINKS_ID)
+        + param("accessURL", f"{base}/datalink/links", ucd="meta.ref.url")
+        + param("contentType", DATALINK_TYPE)
         + '<GROUP name="inputParams">\n'
-        + _param("ID", "", ucd="meta.id;meta.main", description="Publisher DID of a difference image")
+        + param("ID", "", ucd="meta.id;meta.main", description="Publisher DID of a difference image")
         + "</GROUP>\n</RESOURCE>\n"
     )
 
@@ -211,7 +186,7 @@ def _cell(name: str, value) -> str:
         return "<TD/>"
     if name == "link_authorized":
         return "<TD>T</TD>" if value else "<TD>F</TD>"
-    return f"<TD>{_x(value)}</TD>"
+    return f"<TD>{xml.attr(value)}</TD>"
 
 
 def links_document(svc: ImageService, ids: list[str], base: str, maxrec: int | None,
@@ -251,7 +226,7 @@ def links_document(svc: ImageService, ids: list[str], base: str, maxrec: int | N
         if unit:
             attrs += f' unit="{unit}"'
         attrs += f' ucd="{ucd}"'
-        out.append(f"<FIELD {attrs}><DESCRIPTION>{_x(desc)}</DESCRIPTION></FIELD>\n")
+        out.append(f"<FIELD {attrs}><DESCRIPTION>{xml.attr(desc)}</DESCRIPTION></FIELD>\n")
     out.append("<DATA><TABLEDATA>\n")
     for row in rows:
         out.append("<TR>" + "".join(_cell(n, row.get(n)) for n in _NAMES) + "</TR>\n")

@@ -49,10 +49,12 @@ ORDER BY diaSourceId""",
         id="images-covering-a-position",
         name="Difference images covering a position in one band and night",
         text="ObsCore describes every difference image with its footprint (s_region), its "
-             "exposure interval in MJD (t_min, t_max) and a DataLink URL (access_url). This finds "
+             "exposure interval in MJD (t_min, t_max) and a DataLink URL (access_url, with access_format "
+             "saying so, which lights up TOPCAT's DataLink actions). This finds "
              "the r-band difference images whose footprint holds a given position and that were "
              "taken on 2024-11-09 (UTC), i.e. between MJD 60623 and 60624.",
-        query="""SELECT obs_id, lsst_visit, lsst_detector, t_min, t_max, access_url, s_region
+        query="""SELECT obs_id, obs_publisher_did, lsst_visit, lsst_detector, t_min, t_max,
+       access_url, access_format, s_region
 FROM ivoa.ObsCore
 WHERE dataproduct_subtype = 'lsst.difference_image'
   AND calib_level = 3

@@ -106,7 +106,7 @@ async def fits_file(request: Request) -> Response:
     info = await image_info(request)
     svc = image_service(request)
     name = _base_name(info) + ".fits"
-    if info.kind == "fits":
+    if info.kind == "fits" and info.path is not None:
         # Starlette serves files with Range, ETag, Last-Modified and HEAD itself.
         return FileResponse(info.path, media_type=FITS_TYPE, filename=name, content_disposition_type="inline")
     etag, mtime = svc.validators(info)
@@ -121,7 +121,7 @@ async def fits_file(request: Request) -> Response:
         buf = await run_in_threadpool(svc.full_fits, info)
         size = memoryview(buf).nbytes
     rng = byte_range(request.headers.get("range"), size) if _if_range_ok(request, etag, mtime) else None
-    if rng == "unsatisfiable":
+    if isinstance(rng, str):  # "unsatisfiable"
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     status, (start, end) = (200, (0, size)) if rng is None else (206, rng)
     headers["Content-Length"] = str(end - start)

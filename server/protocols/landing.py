@@ -59,9 +59,9 @@ def served_paths(routes: list) -> Iterator[str]:
     for route in routes:
         if isinstance(route, Mount):
             yield from (route.path + p for p in served_paths(route.routes))
-        elif isinstance(route, Route) and "{" not in route.path:
-            if route.methods is None or "GET" in route.methods:
-                yield route.path
+        elif (isinstance(route, Route) and "{" not in route.path
+              and (route.methods is None or "GET" in route.methods)):
+            yield route.path
 
 
 def _links(parent: ET.Element, base: str, paths: list[str]) -> None:

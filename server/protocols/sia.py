@@ -22,6 +22,7 @@ from vo_models.voresource.models import Capability, SecurityMethod
 from diavo.server.adql.errors import ADQLError
 from diavo.server.engine.base import Cancel, EngineError, Limits, QueryAborted, QueryTimeout
 from diavo.server.errors import DaliError, FatalFault, TransientFault, UsageFault
+from diavo.server.output import descriptors, xml
 from diavo.server.params import read_params
 from diavo.server.protocols import vosi
 from diavo.server.protocols.streaming import stream_body
@@ -31,8 +32,6 @@ from diavo.server.urls import base_url
 log = logging.getLogger("diavo.sia")
 
 PREFIX = "/sia"
-#: VOTable documents end with this; the service descriptor goes just before it.
-_END = b"</VOTABLE>\n"
 
 
 # --- capabilities and availability ------------------------------------------------------------
@@ -40,8 +39,8 @@ _END = b"</VOTABLE>\n"
 def capabilities_document(settings, base: str) -> bytes:
     """VOSI capabilities of the SIA service at ``base``/sia (SIA 2.0 §2.3)."""
     root = base + PREFIX
-    security = [SecurityMethod(standard_id=vosi.TOKEN_SECURITY)] if settings.auth_required else []
-    query = Capability(standard_id=q.STANDARD_ID, interface=[ParamHTTP(
+    security = [SecurityMethod(standard_id=vosi.TOKEN_SECURITY)] if settings.auth_required else []  # type: ignore[arg-type]  # pydantic makes the AnyUrl
+    query = Capability(standard_id=q.STANDARD_ID, interface=[ParamHTTP(  # type: ignore[arg-type]  # pydantic makes the AnyUrl
         role="std", version="2.0", access_url=[vosi.URL(value=root + "/query", use="full")],
         security_method=security)])
     return vosi.service_capabilities(query, root)
@@ -100,11 +99,6 @@ ENUMERATED = {"COLLECTION": "obs_collection", "FACILITY": "facility_name", "INST
 _OPTIONS_LIMIT = 100
 
 
-def _esc(text) -> str:
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))
-
-
 def read_options(ctx) -> dict[str, list[str]]:
     """Distinct values of the enumerated columns, through the ordinary ADQL path."""
     out: dict[str, list[str]] = {}
@@ -144,7 +138,8 @@ def warm_footprints(ctx) -> None:
     from diavo.server.adql.geometry import REGION_CACHE_SIZE
 
     try:
-        n = ctx.queries.run(f"SELECT COUNT(*) FROM {q.TABLE}", Limits(maxrec=1, timeout_s=60)).table.column(0)[0].as_py()
+        result = ctx.queries.run(f"SELECT COUNT(*) FROM {q.TABLE}", Limits(maxrec=1, timeout_s=60))
+        n = result.table.column(0)[0].as_py()
         if n > REGION_CACHE_SIZE:
             return
         started = time.perf_counter()
@@ -156,51 +151,17 @@ def warm_footprints(ctx) -> None:
         log.warning("SIA: footprint warm-up stopped: %s", exc)
 
 
-def service_descriptor(access_url: str, values: dict[str, list[str]]) -> bytes:
+def service_descriptor(access_url: str, values: dict[str, list[str]]) -> str:
     """SIA 2.0 §3.1.2: this service and its input parameters, as a DataLink-style descriptor."""
-    lines = ['<RESOURCE type="meta" utype="adhoc:service" name="this">',
-             "<DESCRIPTION>SIA 2.0 query service: repeats of one parameter are ORed, different "
-             "parameters ANDed</DESCRIPTION>",
-             f'<PARAM name="standardID" datatype="char" arraysize="*" value="{q.STANDARD_ID}"/>',
-             f'<PARAM name="accessURL" datatype="char" arraysize="*" value="{_esc(access_url)}"/>',
-             '<GROUP name="inputParams">']
+    inputs = []
     for name, datatype, arraysize, xtype, unit, text in INPUT_PARAMS:
-        attrs = f'name="{name}" datatype="{datatype}"'
-        if arraysize:
-            attrs += f' arraysize="{arraysize}"'
-        if xtype:
-            attrs += f' xtype="{xtype}"'
-        if unit:
-            attrs += f' unit="{unit}"'
-        attrs += ' value=""'
-        body = f"<DESCRIPTION>{_esc(text)}</DESCRIPTION>"
-        if values.get(name):
-            body += "<VALUES>" + "".join(f'<OPTION value="{_esc(v)}"/>' for v in values[name]) + "</VALUES>"
-        lines.append(f"<PARAM {attrs}>{body}</PARAM>")
-    lines += ["</GROUP>", "</RESOURCE>"]
-    return ("\n".join(lines) + "\n").encode("utf-8")
-
-
-class _WithTrailer:
-    """Passes a VOTable through, inserting ``extra`` before the closing ``</VOTABLE>``. The
-    writers send that closing tag in their last write, and it cannot occur earlier: TABLEDATA
-    escapes '<' in cells and BINARY2 is base64."""
-
-    def __init__(self, out, extra: bytes) -> None:
-        self._out, self._extra = out, extra
-
-    def write(self, data) -> int:
-        data = bytes(data)
-        if data.endswith(_END):
-            self._out.write(data[: -len(_END)] + self._extra + _END)
-        else:
-            self._out.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        flush = getattr(self._out, "flush", None)
-        if flush is not None:
-            flush()
+        options = "".join(f'<OPTION value="{xml.attr(v)}"/>' for v in values.get(name) or ())
+        inputs.append(descriptors.param(name, "", datatype=datatype, arraysize=arraysize, xtype=xtype,
+                                        unit=unit, description=text,
+                                        values=f"<VALUES>{options}</VALUES>" if options else ""))
+    return descriptors.service(
+        standard_id=q.STANDARD_ID, access_url=access_url, name="this", inputs=inputs,
+        description="SIA 2.0 query service: repeats of one parameter are ORed, different parameters ANDed")
 
 
 # --- the query --------------------------------------------------------------------------------
@@ -218,6 +179,7 @@ class _Replay:
         self._stream, self._head, self._rest = stream, head, rest
 
     columns = property(lambda self: self._stream.columns)
+    resources = property(lambda self: self._stream.resources)
     schema = property(lambda self: self._stream.schema)
     overflow = property(lambda self: self._stream.overflow)
 
@@ -252,16 +214,15 @@ def _prepare(ctx, params, base: str):
 
 def _execute(state, params, base: str, cancel: Cancel):
     """In a worker thread: validate, translate, start the query and read up to SMALL_ROWS rows.
-    Returns (request, descriptor, body) when the whole response is written, else (request,
-    descriptor, stream) to stream the rest."""
+    Returns (request, body) when the whole response is written, else (request, stream) to
+    stream the rest."""
     ctx = state.ctx
     sia, req = _prepare(ctx, params, base)
     stream = None
     try:
         stream = ctx.tap.open(req, ctx.settings.sync_timeout_s, cancel)
-        descriptor = None
         if sia.fmt.key.startswith("votable"):
-            descriptor = service_descriptor(base + PREFIX + "/query", options(state))
+            stream.resources.insert(0, service_descriptor(base + PREFIX + "/query", options(state)))
         batches, head, rows = iter(stream), [], 0
         while rows <= SMALL_ROWS:
             try:
@@ -271,7 +232,7 @@ def _execute(state, params, base: str, cancel: Cancel):
             head.append(batch)
             rows += batch.num_rows
         else:
-            return sia, descriptor, _Replay(stream, head, batches)
+            return sia, _Replay(stream, head, batches)
     except (QueryTimeout, QueryAborted) as exc:
         if stream is not None:
             stream.close()
@@ -281,9 +242,8 @@ def _execute(state, params, base: str, cancel: Cancel):
             stream.close()
         raise UsageFault(f"UsageFault: query failed: {exc}") from None
     out = io.BytesIO()
-    sia.fmt.write(_Replay(stream, head, None), _WithTrailer(out, descriptor) if descriptor else out,
-                  infos=sia.infos())
-    return sia, descriptor, out.getvalue()
+    sia.fmt.write(_Replay(stream, head, None), out, infos=sia.infos())
+    return sia, out.getvalue()
 
 
 async def query(request: Request):
@@ -294,7 +254,7 @@ async def query(request: Request):
     cancel = Cancel()
     try:
         fmt, _ = q.response_format(params)
-        sia, descriptor, result = await run_in_threadpool(_execute, request.app.state, params, base, cancel)
+        sia, result = await run_in_threadpool(_execute, request.app.state, params, base, cancel)
     except DaliError as exc:
         message = q.prefixed(exc.message, "UsageFault" if exc.status < 500 else
                              "TransientFault" if exc.status == 503 else "FatalFault")
@@ -310,7 +270,7 @@ async def query(request: Request):
 
     def write(out) -> None:
         try:
-            sia.fmt.write(result, _WithTrailer(out, descriptor) if descriptor else out, infos=sia.infos())
+            sia.fmt.write(result, out, infos=sia.infos())
         finally:
             result.close()
 

@@ -24,17 +24,28 @@ also what pyvo shows its user, with 400 (bad input) or 404 (unknown ID).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from diavo.server.archive.images.access import ImageNotFound
-from diavo.server.archive.images.regions import (RegionError, parse_circle, parse_interval, parse_pixel,
-                                                 parse_polygon, parse_pos, pixel_box)
+from diavo.server.archive.images.regions import (
+    RegionError,
+    parse_circle,
+    parse_interval,
+    parse_pixel,
+    parse_polygon,
+    parse_pos,
+    pixel_box,
+)
 from diavo.server.archive.images.service import FITS_TYPE, BadIdentifier, ImageInfo
 from diavo.server.archive.obscore import TAI_MINUS_UTC_DAYS
 from diavo.server.errors import DaliError
+from diavo.server.output import xml
 from diavo.server.params import Params, read_params
 from diavo.server.protocols.images import image_service, stream_chunks
 from diavo.server.protocols.vosi import availability_document
@@ -83,8 +94,9 @@ def parse_request(params: Params):
     try:
         if given:
             text = _values(params, given[0])[0]
-            region = {"CIRCLE": parse_circle, "POLYGON": parse_polygon, "POS": parse_pos,
-                      "PIXEL": parse_pixel}[given[0]](text)
+            parsers: dict[str, Callable[[str], Any]] = {
+                "CIRCLE": parse_circle, "POLYGON": parse_polygon, "POS": parse_pos, "PIXEL": parse_pixel}
+            region = parsers[given[0]](text)
         band = parse_interval(_values(params, "BAND")[0], "BAND") if _values(params, "BAND") else None
         time = parse_interval(_values(params, "TIME")[0], "TIME") if _values(params, "TIME") else None
     except RegionError as exc:
@@ -131,7 +143,7 @@ async def _sync(request: Request) -> Response:
         return Response(status_code=204)
     name = f"diavo-{info.visit}-{info.detector}"
     if region is None:
-        if info.kind == "fits":
+        if info.kind == "fits" and info.path is not None:
             return FileResponse(info.path, media_type=FITS_TYPE, filename=name + ".fits",
                                 content_disposition_type="inline")
         buf = await run_in_threadpool(svc.full_fits, info)
@@ -148,18 +160,14 @@ async def _sync(request: Request) -> Response:
 
 
 # ------------------------------------------------------------------------------ VOSI
-def _x(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-
-
 def capabilities_document(base: str, auth_required: bool) -> bytes:
     """VOSI capabilities of the SODA resources (SODA 1.0 §2.5); hand-written, it is this small."""
     security = '<securityMethod standardID="ivo://ivoa.net/sso#token"/>' if auth_required else ""
 
     def cap(standard: str, url: str, extra: str = "", secured: bool = False) -> str:
-        return (f'<capability standardID="{_x(standard)}">'
+        return (f'<capability standardID="{xml.attr(standard)}">'
                 f'<interface xsi:type="vs:ParamHTTP" role="std" version="1.0">'
-                f'<accessURL use="full">{_x(url)}</accessURL>{extra}{security if secured else ""}'
+                f'<accessURL use="full">{xml.attr(url)}</accessURL>{extra}{security if secured else ""}'
                 "</interface></capability>\n")
 
     soda = cap(SODA_SYNC_ID, f"{base}/soda/sync",

@@ -6,11 +6,12 @@ the client goes away the writer is stopped at its next write and the query is in
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import AsyncIterator, Callable
 
 import anyio
 
@@ -76,10 +77,8 @@ def stream_body(write: Callable[[object], None], on_abort: Callable[[], None],
             pass
         except Exception:  # the writer already put what it could (e.g. a trailing ERROR INFO)
             log.exception("error while streaming a response")
-            try:
+            with contextlib.suppress(_Gone):
                 out.flush()
-            except _Gone:
-                pass
         finally:
             while True:
                 try:

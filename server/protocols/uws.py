@@ -17,8 +17,7 @@ from diavo.server.output.votable import error_votable
 from diavo.server.params import Params, read_params
 from diavo.server.urls import base_url
 from diavo.server.uws.model import Phase, format_time, parse_time
-from diavo.server.uws.render import (job_document, jobs_document, parameters_document,
-                                     results_document)
+from diavo.server.uws.render import job_document, jobs_document, parameters_document, results_document
 from diavo.server.uws.service import JobService
 
 XML = "text/xml"
@@ -217,8 +216,13 @@ class _Binding:
         return _xml(results_document(job, self.job_url(request, job_id)))
 
     async def result(self, request: Request) -> Response:
-        path, mime = _service(request).result_file(
-            request.path_params["job_id"], _owner(request), request.path_params["result_id"])
+        job_id = request.path_params["job_id"]
+        service, owner = _service(request), _owner(request)
+        if service.get(job_id, owner).phase == Phase.ERROR:
+            # A failed job's outcome is its error: clients that fetch results/result before they
+            # look at the phase (astroquery's TapPlus) then show the ADQL error, not a 404.
+            return RedirectResponse(self.job_url(request, job_id) + "/error", status_code=303)
+        path, mime = service.result_file(job_id, owner, request.path_params["result_id"])
         return FileResponse(path, media_type=mime)
 
     async def unknown(self, request: Request) -> Response:

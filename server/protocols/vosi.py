@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import field_validator
 from pydantic_xml import BaseXmlModel, attr, element
@@ -38,6 +38,8 @@ from vo_models.vodataservice.models import (
     ParamHTTP,
     TableParam,
     TableSchema,
+)
+from vo_models.vodataservice.models import (
     Table as VSTable,
 )
 from vo_models.voresource.models import AccessURL, Capability, SecurityMethod, WebBrowser
@@ -51,6 +53,7 @@ from diavo.server.archive.model import DataModel, adql_name, tap_schema_rows
 from diavo.server.errors import NotFound
 from diavo.server.output.formats import FORMATS
 from diavo.server.output.formats import OutputFormat as OutputFormatSpec
+from diavo.server.protocols import tapplus
 from diavo.server.settings import Settings
 from diavo.server.urls import base_url, tap_url
 
@@ -97,17 +100,17 @@ CACHE_SIZE = 32
 # VODataService attributes std and extendedType. These subclasses keep values exactly as given.
 
 class URL(AccessURL):
-    value: str
-    use: str = attr(name="use")
+    value: str  # type: ignore[assignment]
+    use: str = attr(name="use")  # type: ignore[assignment]
 
 
 class _VOTableType(DataType, tag="dataType"):
-    extended_type: Optional[str] = attr(name="extendedType", default=None)
+    extended_type: str | None = attr(name="extendedType", default=None)
 
 
 class _Column(TableParam, tag="column"):
-    std: Optional[bool] = attr(name="std", default=None)
-    datatype: Optional[_VOTableType] = element(tag="dataType", default=None)
+    std: bool | None = attr(name="std", default=None)
+    datatype: _VOTableType | None = element(tag="dataType", default=None)
 
     def __init__(self, **data: Any) -> None:
         BaseXmlModel.__init__(self, **data)  # skip vo-models' guessing of flags and data type
@@ -122,21 +125,21 @@ class _Column(TableParam, tag="column"):
 
 
 class _Table(VSTable, tag="table", ns="", nsmap={"": ""}, skip_empty=True):
-    column: Optional[list[_Column]] = element(tag="column", default_factory=list, ns="")
+    column: list[_Column] | None = element(tag="column", default_factory=list, ns="")  # type: ignore[assignment]
 
     def __init__(self, **data: Any) -> None:
         BaseXmlModel.__init__(self, **data)  # skip vo-models' escaping
 
 
 class _Schema(TableSchema, tag="schema", ns="", nsmap={"": ""}, skip_empty=True):
-    table: Optional[list[_Table]] = element(tag="table", default_factory=list)
+    table: list[_Table] | None = element(tag="table", default_factory=list)  # type: ignore[assignment]
 
     def __init__(self, **data: Any) -> None:
         BaseXmlModel.__init__(self, **data)
 
 
 class _TableSet(VOSITableSet, tag="tableset", ns="vosi", nsmap=TABLES_NSMAP):
-    tableset_schema: list[_Schema] = element(tag="schema")
+    tableset_schema: list[_Schema] = element(tag="schema")  # type: ignore[assignment]
 
 
 class _OneTable(_Table, tag="table", ns="vosi", nsmap=TABLES_NSMAP):
@@ -144,7 +147,8 @@ class _OneTable(_Table, tag="table", ns="vosi", nsmap=TABLES_NSMAP):
 
 
 def to_xml(doc: BaseXmlModel) -> bytes:
-    return doc.to_xml(skip_empty=True, xml_declaration=True, encoding="UTF-8")
+    out = doc.to_xml(skip_empty=True, xml_declaration=True, encoding="UTF-8")
+    return out if isinstance(out, bytes) else out.encode()
 
 
 def cached(request: Request, key: tuple, build: Callable[[], bytes]) -> bytes:
@@ -215,7 +219,7 @@ def _output_formats(formats: Iterable[OutputFormatSpec]) -> list[OutputFormat]:
 
 
 def vosi_capability(standard_id: str, url: str) -> Capability:
-    return Capability(standard_id=standard_id,
+    return Capability(standard_id=standard_id,  # type: ignore[arg-type]  # pydantic makes the AnyUrl
                       interface=[ParamHTTP(role="std", access_url=[URL(value=url, use="full")])])
 
 
@@ -233,7 +237,7 @@ def capabilities_document(settings: Settings, base: str,
                           formats: Iterable[OutputFormatSpec] = FORMATS) -> bytes:
     """The VOSI capabilities of the TAP service whose URLs start with ``base``."""
     tap = base + "/tap"
-    security = [SecurityMethod(standard_id=TOKEN_SECURITY)] if settings.auth_required else []
+    security = [SecurityMethod(standard_id=TOKEN_SECURITY)] if settings.auth_required else []  # type: ignore[arg-type]  # pydantic makes the AnyUrl
     table_access = TableAccess(
         interface=[ParamHTTP(role="std", version="1.1", access_url=[URL(value=tap, use="base")],
                              security_method=security)],
@@ -253,7 +257,7 @@ def capabilities_document(settings: Settings, base: str,
                                 hard=DataLimit(value=settings.maxrec_hard, unit="row")),
         upload_limit=DataLimits(hard=DataLimit(value=settings.upload_max_bytes, unit="byte")),
     )
-    examples = Capability(standard_id=DALI_EXAMPLES,
+    examples = Capability(standard_id=DALI_EXAMPLES,  # type: ignore[arg-type]  # pydantic makes the AnyUrl
                           interface=[WebBrowser(access_url=[URL(value=tap + "/examples", use="full")])])
     return to_xml(VOSICapabilities(capability=[
         table_access,
@@ -349,8 +353,12 @@ def _wants_min(request: Request) -> bool:
 
 async def tables(request: Request) -> Response:
     ctx = request.app.state.ctx
-    detail = not _wants_min(request)
+    detail = not (_wants_min(request) or tapplus.names_only(request))
     body = cached(request, ("tables", detail), lambda: tableset_document(ctx.model, detail))
+    wanted, flags = tapplus.wanted_tables(request), tapplus.is_tapplus(request)
+    if wanted or flags:
+        full = body
+        body = cached(request, ("tables", detail, tuple(wanted), flags), lambda: tapplus.narrow(full, wanted, flags))
     return Response(body, media_type=XML_TYPE, headers=headers(ctx))
 
 

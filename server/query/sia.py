@@ -23,10 +23,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from diavo.server.errors import UsageFault
 from diavo.server.params import Params
 from diavo.server.settings import Settings
+
+if TYPE_CHECKING:
+    from diavo.server.output.formats import OutputFormat
 
 STANDARD_ID = "ivo://ivoa.net/std/SIA#query-2.0"
 #: The INFO standardID of a response: the SIA standard without the capability fragment (DALI §4.4.3).
@@ -87,7 +91,7 @@ class SiaRequest:
 
     adql: str
     maxrec: int
-    fmt: object  # output.formats.OutputFormat
+    fmt: OutputFormat
     content_type: str
     runid: str | None = None
     ignored: list[str] = field(default_factory=list)
@@ -243,7 +247,7 @@ def _polygon(value: str, nums: list[float]) -> str:
     if len(nums) > 2 * MAX_VERTICES:
         raise _fault("POS", value, f"a POLYGON may have at most {MAX_VERTICES} vertices, "
                                    f"this one has {len(nums) // 2}")
-    for lon, lat in zip(nums[0::2], nums[1::2]):
+    for lon, lat in zip(nums[0::2], nums[1::2], strict=False):
         _check_lon("POS", value, lon)
         _check_lat("POS", value, lat)
     if spherical.make_polygon(nums) is None:

@@ -10,12 +10,18 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from diavo.server.adql.errors import ADQLError
 from diavo.server.engine.base import Cancel, EngineError, EngineQuery, Limits, QueryAborted, QueryTimeout, ResultStream
 from diavo.server.errors import UsageFault
+from diavo.server.output import descriptors
 from diavo.server.params import Params
 from diavo.server.settings import Settings
+from diavo.server.urls import DATALINK_LINKS_PATH, SODA_SYNC_PATH
+
+if TYPE_CHECKING:
+    from diavo.server.output.formats import OutputFormat
 
 log = logging.getLogger("diavo.tap")
 
@@ -29,7 +35,7 @@ class TapRequest:
     query: str
     lang: str
     maxrec: int
-    fmt: object  # output.formats.OutputFormat
+    fmt: OutputFormat
     content_type: str
     runid: str | None = None
     uploads: dict = field(default_factory=dict)  # name -> query.uploads.Upload
@@ -109,6 +115,11 @@ class TapService:
             raise
         except EngineError as exc:
             raise UsageFault(f"query failed: {exc}") from None
+        if req.base_url:
+            stream.columns, found = descriptors.with_publisher_did_id(stream.columns)
+            if found:  # DataLink where clients look for it: pyvo's iter_datalinks(), TOPCAT
+                stream.resources += descriptors.for_publisher_dids(req.base_url + DATALINK_LINKS_PATH,
+                                                                   req.base_url + SODA_SYNC_PATH)
         rewrite = _access_url_rewriter(stream.columns, self.stored_base_url, req.base_url)
         return stream.map(rewrite) if rewrite else stream
 
@@ -118,6 +129,7 @@ class TapService:
         if not hasattr(self, "_stored_base"):
             from diavo.server.archive.store import Manifest
 
+            self._stored_base: str | None
             try:
                 self._stored_base = Manifest.read(self.settings.root).base_url.rstrip("/")
             except (OSError, ValueError):

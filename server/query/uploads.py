@@ -40,6 +40,7 @@ import warnings
 import xml.parsers.expat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import numpy as np
@@ -173,7 +174,7 @@ def _resolve(name: str, host: str, port: int, allow_address) -> list[tuple]:
         raise UsageFault(f"UPLOAD {name}: cannot resolve the host {host!r}: {exc}") from None
     if allow_address is not None:
         for info in infos:
-            ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+            ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
             if not allow_address(ip):
                 raise UsageFault(
                     f"UPLOAD {name}: the host {host} resolves to {ip}, a loopback, private, link-local "
@@ -182,7 +183,7 @@ def _resolve(name: str, host: str, port: int, allow_address) -> list[tuple]:
     return infos
 
 
-def _open_socket(infos: list[tuple], timeout: float) -> socket.socket:
+def _open_socket(infos: list[tuple], timeout: float | None) -> socket.socket:
     """A connection to one of the already-checked addresses (never resolved again)."""
     last: OSError | None = None
     for family, kind, proto, _, sockaddr in infos:
@@ -341,7 +342,7 @@ def _read_header(name: str, raw: bytes) -> _Header:
                          "not accepted; send UTF-8")
     parser = xml.parsers.expat.ParserCreate()
     path: list[str] = []
-    state = {"table": None, "text": None, "data": False}
+    state: dict[str, Any] = {"table": None, "text": None, "data": False}
 
     def refuse_entities(*_args) -> None:
         raise UsageFault(f"UPLOAD {name}: XML entity declarations are not accepted")
@@ -525,7 +526,7 @@ def _split_mask(values) -> tuple[np.ndarray, np.ndarray]:
     data = np.ma.getdata(values)
     mask = np.ma.getmaskarray(values) if np.ma.isMaskedArray(values) else np.zeros(data.shape, bool)
     if data.ndim > 1:  # fixed arrays: the row is NULL when every element is
-        mask = mask.reshape(len(data), -1).all(axis=1) if data.size else np.zeros(len(data), bool)
+        mask = np.asarray(mask.reshape(len(data), -1).all(axis=1) if data.size else np.zeros(len(data), bool))
     return data, mask
 
 

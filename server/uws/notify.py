@@ -6,9 +6,10 @@ a request) sets it with ``call_soon_threadsafe``. Nothing polls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 class Notifier:
@@ -50,7 +51,5 @@ class Notifier:
     @staticmethod
     def _wake(waiters) -> None:
         for loop, event in waiters:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
                 loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # the loop has closed: nobody is waiting any more
-                pass

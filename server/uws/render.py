@@ -8,11 +8,12 @@ the models' declaration order, which is UWS.xsd's.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import quote
 
 from pydantic_xml import element
-from vo_models.uws import (ErrorSummary, Job as JobDoc, Jobs, Parameter, Parameters,
-                           ResultReference, Results, ShortJobDescription)
+from vo_models.uws import ErrorSummary, Jobs, Parameter, Parameters, ResultReference, Results, ShortJobDescription
+from vo_models.uws import Job as JobDoc
 from vo_models.uws.models import BaseXmlModel
 from vo_models.uws.types import ErrorType, UWSVersion
 from vo_models.xlink import XlinkType
@@ -58,13 +59,13 @@ def parameter_list(job: Job, job_url: str) -> JobParameters:
 
 def result_list(job: Job, job_url: str) -> Results:
     refs = [ResultReference(id=r.id, type=XlinkType.SIMPLE, href=f"{job_url}/results/{r.id}",
-                            mime_type=r.mime, **({"size": r.size} if r.size is not None else {}))
+                            mime_type=r.mime, **({"size": r.size} if r.size is not None else {}))  # type: ignore[arg-type]
             for r in job.results]
     return Results(results=refs)
 
 
 def job_document(job: Job, job_url: str) -> bytes:
-    fields = dict(job_id=job.job_id, owner_id=job.owner, phase=job.phase, quote=None,
+    fields: dict[str, Any] = dict(job_id=job.job_id, owner_id=job.owner, phase=job.phase, quote=None,
                   creation_time=to_datetime(job.creation_ms), start_time=_time(job.start_ms),
                   end_time=_time(job.end_ms), execution_duration=job.duration_s,
                   destruction=to_datetime(job.destruction_ms),
@@ -75,13 +76,13 @@ def job_document(job: Job, job_url: str) -> bytes:
     if job.error is not None:
         fields["error_summary"] = ErrorSummary(message=_clean(job.error), type=ErrorType.FATAL,
                                                has_detail=True)
-    return _dump(JobDoc[JobParameters](**fields))
+    return _dump(JobDoc[JobParameters](**fields))  # type: ignore[misc]  # vo-models' generic Job
 
 
 def jobs_document(jobs: list[Job], jobs_url: str) -> bytes:
     refs = []
     for job in jobs:
-        fields = dict(job_id=job.job_id, type=XlinkType.SIMPLE, href=f"{jobs_url}/{job.job_id}",
+        fields: dict[str, Any] = dict(job_id=job.job_id, type=XlinkType.SIMPLE, href=f"{jobs_url}/{job.job_id}",
                       phase=job.phase, owner_id=job.owner,
                       creation_time=to_datetime(job.creation_ms))
         if job.run_id is not None:

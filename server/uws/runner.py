@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from diavo.server.engine.base import Cancel, QueryAborted, QueryTimeout
 from diavo.server.errors import DaliError

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import secrets
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from diavo.server.errors import Forbidden, NotFound
 from diavo.server.params import Params
@@ -143,7 +144,7 @@ class JobService:
         job = self.get(job_id, owner)
         result = job.result(result_id) if job.phase == Phase.COMPLETED else None
         path = self._files.result_dir(job_id) / result.file if result else None
-        if path is None or not path.is_file():
+        if result is None or path is None or not path.is_file():
             raise NotFound(f"job {job_id} has no result {result_id}")
         return path, result.mime
 
@@ -174,7 +175,7 @@ class JobService:
         return job
 
     def run(self, job_id: str, owner: str | None) -> Job:
-        job = self.get(job_id, owner)
+        self.get(job_id, owner)
         before, after = self._store.transition(job_id, {Phase.PENDING}, phase=Phase.QUEUED)
         if after is not None:
             self._runner.submit(job_id)
@@ -273,7 +274,5 @@ class JobService:
                 remaining = deadline - loop.time()
                 if job.phase != start_phase or remaining <= 0 or self._stop.is_set():
                     return job
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(event.wait(), remaining)
-                except asyncio.TimeoutError:
-                    pass

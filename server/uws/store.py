@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable
 
 from diavo.server.uws.model import Job, Phase, StoredResult
 
@@ -89,7 +89,8 @@ class JobStore:
     def find(self, *, visible_to: str | None, phases: Iterable[Phase] | None = None,
              after_ms: int | None = None, last: int | None = None) -> list[Job]:
         """Jobs a requester may see, newest first, filtered as the UWS job list allows."""
-        where, args = ["(owner IS NULL OR owner = ?)"], [visible_to]
+        where: list[str] = ["(owner IS NULL OR owner = ?)"]
+        args: list[object] = [visible_to]
         if phases is not None:
             names = sorted({Phase(p).value for p in phases})
             where.append(f"phase IN ({', '.join('?' * len(names))})" if names else "0")

@@ -5,10 +5,9 @@ archive does not depend on loop order and two builds with one seed are identical
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from diavo.server.archive.images.spec import ImageSpec
 from diavo.server.archive.obscore import obscore_row
 from diavo.shared.bands import BANDS
 from diavo.shared.camera import CCD_HEIGHT, CCD_WIDTH, DETECTORS
-from diavo.shared.psf import GaussianPsfModel
+from diavo.shared.psf import GaussianPsfModel, moments
 
 MJD_EPOCH = datetime(1858, 11, 17)
 EDGE_PX = 20
@@ -38,7 +37,7 @@ SCALES = {
     "dp1": ScaleParams(object_density=4400.0, spurious_per_image=80.0, failure_rate=0.0097),
 }
 #: Relative background variance per band (the r band is the tutorial's ~300 nJy²).
-BAND_VARIANCE = dict(zip(BANDS, (0.55, 0.8, 1.0, 1.35, 1.9, 2.6)))
+BAND_VARIANCE = dict(zip(BANDS, (0.55, 0.8, 1.0, 1.35, 1.9, 2.6), strict=False))
 
 
 def mjd_to_datetime64(mjd) -> np.ndarray:
@@ -66,8 +65,8 @@ def image_specs(visit: VisitPlan, seed: int, scale: ScaleParams) -> list[ImageSp
         if rng.uniform() < scale.failure_rate:
             continue
         psf = GaussianPsfModel.random(rng, CCD_WIDTH, CCD_HEIGHT)
-        psf = GaussianPsfModel(ixx=tuple(c * seeing**2 for c in psf.ixx), iyy=tuple(c * seeing**2 for c in psf.iyy),
-                               ixy=tuple(c * seeing**2 for c in psf.ixy), width=psf.width, height=psf.height)
+        ixx, iyy, ixy = (moments(c * seeing**2 for c in m) for m in (psf.ixx, psf.iyy, psf.ixy))
+        psf = GaussianPsfModel(ixx, iyy, ixy, width=psf.width, height=psf.height)
         specs.append(ImageSpec(
             visit=visit.visit, detector=det, band=visit.band, physical_filter=visit.physical_filter,
             day_obs=visit.day_obs, boresight_ra=visit.ra, boresight_dec=visit.dec,
@@ -150,7 +149,7 @@ def build_demo(root: Path, scale: str = "small", seed: int = 42, base_url: str |
     """
     import pyarrow as pa
 
-    from diavo.server.archive.diaobject import diaobject_sql
+    from diavo.server.archive.diaobject import create_diaobject_table
     from diavo.server.archive.model import load_model
 
     t0 = time.perf_counter()
@@ -215,14 +214,10 @@ def build_demo(root: Path, scale: str = "small", seed: int = 42, base_url: str |
     del core
 
     t_src = time.perf_counter()
-    # The aggregation only reads, so it may use every core; writes stay single-threaded.
-    con.execute(f"SET threads TO {max(1, os.cpu_count() or 1)}")
     # DiaObjects stay inside DuckDB (which spills to disk past its memory limit): at 10M
     # DiaSources, pulling them into Python as Arrow would cost gigabytes.
     con.create_function("_diavo_healpix", _healpix_udf, ["DOUBLE", "DOUBLE"], "BIGINT", type="arrow")
-    con.execute(f"CREATE TEMP TABLE _diaobject AS SELECT *, _diavo_healpix(ra, dec) AS {store.HEALPIX_COLUMN} "
-                f"FROM ({diaobject_sql()})")
-    con.execute("SET threads TO 1")
+    create_diaobject_table(con, "_diaobject", f", _diavo_healpix(ra, dec) AS {store.HEALPIX_COLUMN}")
     names = [d[0] for d in con.execute("SELECT * FROM _diaobject LIMIT 0").description]
     store.insert_from(con, model, "dp1.DiaObject", "_diaobject", names,
                       order_by=f"{store.HEALPIX_COLUMN}, diaObjectId")

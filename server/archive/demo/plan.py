@@ -139,7 +139,7 @@ def _night_blocks(rng: np.random.Generator, d: date, target: int, done: dict[str
     dec = np.array([FIELDS[n][1] for n in names])
     while total < target and t < t_end - 0.5 / 24:
         alt, _, _ = horizontal(ra, dec, t + 0.1 / 24)
-        ok = [n for n, a in zip(names, alt) if a > 40]
+        ok = [n for n, a in zip(names, alt, strict=False) if a > 40]
         if ok:
             w = np.array([1.0 / (1 + done.get(n, 0)) for n in ok])
             field = str(rng.choice(ok, p=w / w.sum()))
@@ -189,7 +189,7 @@ def _visits_of_night(rng: np.random.Generator, d: date, blocks: list[Block], see
         shift = TUTORIAL_SEQ - seqs[pinned[0]][0]
         seqs = [[s + shift for s in ss] for ss in seqs]
     out = []
-    for b, ss in zip(blocks, seqs):
+    for b, ss in zip(blocks, seqs, strict=False):
         if ss[0] < 1:
             continue
         c_ra, c_dec = FIELDS[b.field]

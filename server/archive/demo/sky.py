@@ -147,7 +147,8 @@ def measure_image(spec: ImageSpec, truth_x, truth_y, truth_flux, template, objec
         "iyyPSF": iyy[idx] * (PIXEL_SCALE_ARCSEC**2),
         "ixyPSF": ixy[idx] * (PIXEL_SCALE_ARCSEC**2),
         "bboxSize": (2 * np.ceil(3 * det_r[idx] * np.sqrt(np.maximum(snr[idx], 1) / 5))).astype(np.int64),
-        "reliability": np.clip(np.where(is_spur[idx], 0.35, 0.9) + 0.1 * rng.standard_normal(n), 0, 1).astype(np.float32),
+        "reliability": np.clip(np.where(is_spur[idx], 0.35, 0.9) + 0.1 * rng.standard_normal(n),
+                               0, 1).astype(np.float32),
     }
 
 
@@ -157,6 +158,7 @@ def assign_detectors(fx, fy):
     row = np.floor((fy + 1.5 * CCD_HEIGHT + CCD_GAP) / (CCD_HEIGHT + CCD_GAP)).astype(int)
     x = fx - ((col - 1) * (CCD_WIDTH + CCD_GAP) - CCD_WIDTH / 2)
     y = fy - ((row - 1) * (CCD_HEIGHT + CCD_GAP) - CCD_HEIGHT / 2)
-    ok = (col >= 0) & (col < 3) & (row >= 0) & (row < 3) & (x >= 0) & (x <= CCD_WIDTH - 1) & (y >= 0) & (y <= CCD_HEIGHT - 1)
+    ok = ((col >= 0) & (col < 3) & (row >= 0) & (row < 3)
+          & (x >= 0) & (x <= CCD_WIDTH - 1) & (y >= 0) & (y <= CCD_HEIGHT - 1))
     det = np.where(ok, row * 3 + col, -1)
     return det, x, y

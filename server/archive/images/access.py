@@ -40,13 +40,13 @@ class ImageStore:
         row = cur.fetchone()
         if row is None:
             raise ImageNotFound(f"no difference image for visit {visit}, detector {detector}")
-        return dict(zip(names, row))
+        return dict(zip(names, row, strict=False))
 
     def records(self) -> list[dict]:
         """Every row of ``diavo.image``: a served archive is read-only, so callers may keep them."""
         cur = self._con.execute("SELECT * FROM diavo.image ORDER BY visit, detector")
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
 
     def spec(self, visit: int, detector: int) -> ImageSpec:
         return ImageSpec.from_record(self._row(visit, detector))

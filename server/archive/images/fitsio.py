@@ -244,7 +244,7 @@ class ExposureWriter:
         fields = {key: fits.Card(key, value).image[10:30] for key, value in values.items()}
         parts: list[bytes] = []
         data = (planes.image, planes.mask, planes.variance)
-        for n, (cards, where) in enumerate(zip(self._cards, self._where)):
+        for n, (cards, where) in enumerate(zip(self._cards, self._where, strict=False)):
             cards = list(cards)
             for key, i in where.items():
                 cards[i] = cards[i][:10] + fields[key] + cards[i][30:]

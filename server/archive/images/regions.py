@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
@@ -78,7 +77,7 @@ class PixelBox:
     ymax: int
 
 
-Region = Union[Circle, Polygon, Range, PixelBox]
+Region = Circle | Polygon | Range | PixelBox
 
 
 # -------------------------------------------------------------------------------- parsing
@@ -230,7 +229,7 @@ def _inside_polygon_2d(px: np.ndarray, py: np.ndarray, xy: np.ndarray) -> np.nda
     inside = np.zeros(px.shape, dtype=bool)
     x0, y0 = xy[:, 0], xy[:, 1]
     x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-    for ax, ay, bx, by in zip(x0, y0, x1, y1):
+    for ax, ay, bx, by in zip(x0, y0, x1, y1, strict=False):
         crosses = (ay > py) != (by > py)
         with np.errstate(divide="ignore", invalid="ignore"):
             xcross = ax + (py - ay) * (bx - ax) / (by - ay)

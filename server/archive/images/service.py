@@ -16,17 +16,25 @@ archive's canonical form; nothing a client sends ever becomes part of a file pat
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any
 
 from diavo.server.archive import store
 from diavo.server.archive.images.access import ImageNotFound, ImageStore, object_cards
-from diavo.server.archive.images.fitsio import (ExposureWriter, exposure_headers, exposure_hdulist, padded,
-                                                pixel_views, primary_cards)
+from diavo.server.archive.images.fitsio import (
+    ExposureWriter,
+    exposure_hdulist,
+    exposure_headers,
+    padded,
+    pixel_views,
+    primary_cards,
+)
 from diavo.server.archive.images.preview import render_png
 from diavo.server.archive.images.spec import ImageSpec
 from diavo.server.archive.images.synth import Planes, SourceList
@@ -120,6 +128,7 @@ class ByteCache:
             owner = pending is None
             if owner:
                 pending = self._pending[key] = _Pending()
+        assert pending is not None
         if not owner:
             pending.event.wait()
             if pending.error is not None:
@@ -195,10 +204,8 @@ class ImageService:
     def close(self) -> None:
         with self._lock:
             for cursor in self._cursors:
-                try:
+                with contextlib.suppress(Exception):  # closing is best effort
                     cursor.close()
-                except Exception:  # noqa: BLE001 - closing is best effort
-                    pass
             self._cursors.clear()
         self._con.close()
 
@@ -238,6 +245,7 @@ class ImageService:
         if size is not None:
             return size
         if info.kind == "fits":
+            assert info.path is not None
             size = info.path.stat().st_size
         else:
             extra = object_cards(info.field)
@@ -256,6 +264,7 @@ class ImageService:
     def validators(self, info: ImageInfo) -> tuple[str, float]:
         """(strong ETag, modification time) of the whole-image file."""
         if info.kind == "fits":
+            assert info.path is not None
             st = info.path.stat()
             return f'"f-{info.visit}-{info.detector}-{st.st_mtime_ns:x}-{st.st_size:x}"', st.st_mtime
         return f'"s-{info.visit}-{info.detector}-{self._stamp}"', self._catalog_mtime
@@ -349,8 +358,10 @@ class ImageService:
                 _, planes = self._store().planes(info.visit, info.detector, record=info.record)
             else:
                 self.full_fits(info)
-                planes = self._cached_planes(info)
-                if planes is None:  # evicted at once (cache smaller than one image): draw it
+                cached = self._cached_planes(info)
+                if cached is not None:
+                    planes = cached
+                else:  # evicted at once (cache smaller than one image): draw it
                     _, planes = self._store().planes(info.visit, info.detector, record=info.record,
                                                      sources=self.sources(info))
             srcs = self.sources(info) if show_sources else None

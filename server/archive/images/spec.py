@@ -156,7 +156,7 @@ class ImageSpec:
         return rec
 
     @classmethod
-    def from_record(cls, rec: dict) -> "ImageSpec":
+    def from_record(cls, rec: dict) -> ImageSpec:
         rec = dict(rec)
         psf = GaussianPsfModel.from_record(rec)
         names = {f for f in cls.__dataclass_fields__ if f not in ("psf", "extra")}

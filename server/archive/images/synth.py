@@ -89,7 +89,7 @@ class SourceList:
         return int(self.ids.size)
 
     @classmethod
-    def empty(cls) -> "SourceList":
+    def empty(cls) -> SourceList:
         return cls(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64))
 
 
