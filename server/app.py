@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from diavo.server.errors import DaliError
 from diavo.server.output.votable import error_votable
+from diavo.server.requestlog import RequestLog, request_id
 from diavo.server.settings import Settings
 
 log = logging.getLogger("diavo")
@@ -73,9 +74,12 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.exception("internal error on %s %s", request.method, request.url.path)
-    return Response(error_votable(f"internal error: {type(exc).__name__}: {exc}"), status_code=500,
-                    media_type=ERROR_TYPE)
+    """A fixed message and the request id for the client; the traceback, with that id, for the log."""
+    rid = request_id(request.scope)
+    log.exception("internal error on %s %s (request %s)", request.method, request.url.path, rid)
+    # Starlette runs this handler outside the middleware stack: the id header is set here.
+    return Response(error_votable(f"internal error (request {rid}); the service log has the details"),
+                    status_code=500, media_type=ERROR_TYPE, headers={"X-Request-ID": rid})
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -123,7 +127,8 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(ServerHeader, value=software()), Middleware(TokenAuth, settings=settings)],
+        middleware=[Middleware(RequestLog, log_queries=settings.log_queries),
+                    Middleware(ServerHeader, value=software()), Middleware(TokenAuth, settings=settings)],
         exception_handlers=handlers,
     )
 
@@ -135,4 +140,5 @@ def serve(settings: Settings, log_level: str = "info") -> None:
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+                access_log=False,  # requestlog writes one richer line per request
                 server_header=False, proxy_headers=True, forwarded_allow_ips="*", timeout_graceful_shutdown=5)

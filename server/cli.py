@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -64,6 +65,8 @@ def _cmd_serve(args) -> int:
     settings = from_environment(root, host=args.host, port=args.port, base_url=args.base_url,
                                 state_dir=Path(args.state_dir) if getattr(args, "state_dir", None) else None,
                                 workers=getattr(args, "workers", None))
+    if getattr(args, "log_queries", False):
+        settings = dataclasses.replace(settings, log_queries=True)
     print(f"diavo serving {root} at {settings.base_url or f'http://{settings.host}:{settings.port}'}/ "
           f"(TAP: /tap)", flush=True)
     serve(settings, log_level=args.log_level)
@@ -180,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="public base URL written into every link (default: from the request, "
                              "honouring X-Forwarded-* headers)")
         sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        sp.add_argument("--log-queries", action="store_true",
+                        help="put each query's ADQL text into its request log line")
         if with_state:
             sp.add_argument("--state-dir", default=None, help="UWS job store (default DIR/uws)")
             sp.add_argument("--workers", type=int, default=None, help="async job worker threads")

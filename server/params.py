@@ -93,3 +93,25 @@ async def read_params(request: Request, max_bytes: int) -> Params:
                 raise UsageFault("POST parameters must be sent as application/x-www-form-urlencoded "
                                  "or multipart/form-data")
     return Params.of(pairs, files)
+
+
+#: Digits an integer parameter may have: 18 fit in a signed 64-bit integer, and no parameter of
+#: this service means anything beyond that (Python's int() itself refuses 4,300 digits with an
+#: error that must never reach a client as a 500).
+MAX_INTEGER_DIGITS = 18
+
+
+def integer(name: str, value: str, *, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as a decimal integer in [low, high]; anything else is a UsageFault naming ``name``."""
+    text = value.strip()
+    digits = text.lstrip("+-")
+    if not digits.isascii() or not digits.isdigit() or text[:1] in "+-" and len(text) - len(digits) > 1:
+        raise UsageFault(f"{name} must be an integer, not {value[:40]!r}")
+    if len(digits.lstrip("0")) > MAX_INTEGER_DIGITS:
+        raise UsageFault(f"{name} is out of range: {len(digits)} digits (at most {MAX_INTEGER_DIGITS})")
+    number = int(text)
+    if (low is not None and number < low) or (high is not None and number > high):
+        span = (f"between {low} and {high}" if low is not None and high is not None
+                else f"at least {low}" if low is not None else f"at most {high}")
+        raise UsageFault(f"{name} must be an integer {span}, not {number}")
+    return number

@@ -45,6 +45,8 @@ class Settings:
     allow_private_upload_urls: bool = False
     #: Bearer tokens mapped to owner names; empty means no authentication (anonymous jobs).
     tokens: Mapping[str, str] = field(default_factory=dict)
+    #: Put the ADQL text into the per-request log line (off: queries may be private).
+    log_queries: bool = False
 
     @property
     def jobs_dir(self) -> Path:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from diavo.server.adql import nodes as n
+from diavo.server.adql.check import require_join_condition
 from diavo.server.adql.errors import ADQLError
 from diavo.server.adql.parser import parse
 
@@ -55,8 +57,12 @@ _results: dict[str, bool] = {}
 
 
 def _accepts(text: str, udfs) -> bool:
+    """Valid syntax, and the check-stage rules that need no data model (a join's condition)."""
     try:
-        parse(text, functions=udfs)
+        tree = parse(text, functions=udfs)
+        for node in n.walk(tree):
+            if isinstance(node, n.Join):
+                require_join_condition(node)
         return True
     except ADQLError:
         return False

@@ -413,6 +413,7 @@ class _Checker:
             self.out.sources[id(item)] = src
             return [src]
         # Join
+        require_join_condition(item)
         left = self.from_item(item.left, scope, outer)
         right = self.from_item(item.right, scope, outer)
         names: list[tuple[str, n.Node]] = []
@@ -862,6 +863,16 @@ def _shape(node):
     if isinstance(node, tuple):
         return tuple(_shape(x) for x in node)
     return node
+
+
+JOIN_WITHOUT_CONDITION = ("a JOIN needs ON <condition> or USING (<columns>) (SQL-92; the ADQL 2.1 grammar "
+                          "leaves it out); for every pair of rows write FROM a, b")
+
+
+def require_join_condition(join: n.Join) -> None:
+    """The check-stage rule the BNF leaves to SQL-92: only a NATURAL join may omit ON/USING."""
+    if not join.natural and join.condition is None and join.using is None:
+        raise _err(join, JOIN_WITHOUT_CONDITION, "type")
 
 
 def _is_literal(e) -> bool:

@@ -30,6 +30,8 @@ class EngineQuery:
     sql: str
     params: tuple = ()
     columns: tuple[dict, ...] = ()
+    #: Seconds spent on parse, check and translate when it was made (for the request log).
+    timings: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

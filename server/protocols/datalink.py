@@ -255,7 +255,7 @@ def _content_type(params) -> str:
         if base == "text/xml":
             return "text/xml"
         return DATALINK_TYPE if extra.get("content") == "datalink" else VOTABLE_TYPE
-    raise UsageFault(f"UsageFault: RESPONSEFORMAT {value[:60]!r} is not supported; the links are "
+    raise UsageFault(f"RESPONSEFORMAT {value[:60]!r} is not supported; the links are "
                      "written as VOTable (TABLEDATA): leave it out or use 'votable'")
 
 
@@ -264,11 +264,8 @@ def _maxrec(params) -> int | None:
     if value is None or not value.strip():
         return None
     if not re.fullmatch(r"[0-9]{1,18}", value.strip()):
-        raise UsageFault(f"UsageFault: MAXREC must be a non-negative integer, not {value[:30]!r}")
+        raise UsageFault(f"MAXREC must be a non-negative integer, not {value[:30]!r}")
     return int(value)
-
-
-_FAULTS = ("NotFoundFault", "UsageFault", "TransientFault", "FatalFault", "DefaultFault")
 
 
 async def links(request: Request) -> Response:
@@ -278,10 +275,7 @@ async def links(request: Request) -> Response:
         ctype = _content_type(params)
         maxrec = _maxrec(params)
     except DaliError as exc:  # DataLink §3.4: every message starts with its fault's name
-        if not exc.message.startswith(_FAULTS):
-            label = "UsageFault" if exc.status < 500 else "FatalFault"
-            raise type(exc)(f"{label}: {exc.message}", exc.status) from None
-        raise
+        raise type(exc)(exc.prefixed(), exc.status) from None
     ids = list(dict.fromkeys(params.getall("ID")))
     svc = image_service(request)
     base = base_url(request, ctx.settings)

@@ -67,6 +67,8 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     first, last = first.strip(), last.strip()
     if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
         return None
+    if len(first) > 18 or len(last) > 18:  # beyond any file: not a range we can honour
+        return None
     if first == "":
         if last == "":
             return None
@@ -168,7 +170,7 @@ async def png_preview(request: Request) -> Response:
     mask_names = _mask_names(_single(request, "mask"))
     show_sources = _flag(_single(request, "sources"), "sources")
     size_text = (_single(request, "size") or str(DEFAULT_SIZE)).strip()
-    if not size_text.isdigit() or not MIN_SIZE <= int(size_text) <= MAX_SIZE:
+    if not size_text.isdigit() or len(size_text) > 6 or not MIN_SIZE <= int(size_text) <= MAX_SIZE:
         raise UsageFault(f"size must be an integer from {MIN_SIZE} to {MAX_SIZE}, not {size_text[:20]!r}")
     info = await image_info(request)
     svc = image_service(request)

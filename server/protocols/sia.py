@@ -208,7 +208,7 @@ def _prepare(ctx, params, base: str):
         req.compiled = ctx.queries.translate(sia.adql)
     except ADQLError as exc:  # our own text failed the translator: a bug, not the client's fault
         log.error("SIA built invalid ADQL %r: %s", sia.adql, exc)
-        raise FatalFault(f"FatalFault: the query could not be translated: {exc}") from None
+        raise FatalFault(f"the query could not be translated: {exc}") from None
     return sia, req
 
 
@@ -236,11 +236,11 @@ def _execute(state, params, base: str, cancel: Cancel):
     except (QueryTimeout, QueryAborted) as exc:
         if stream is not None:
             stream.close()
-        raise TransientFault(f"TransientFault: {exc}") from None
+        raise TransientFault(f"{exc}") from None
     except EngineError as exc:
         if stream is not None:
             stream.close()
-        raise UsageFault(f"UsageFault: query failed: {exc}") from None
+        raise UsageFault(f"query failed: {exc}") from None
     out = io.BytesIO()
     sia.fmt.write(_Replay(stream, head, None), out, infos=sia.infos())
     return sia, out.getvalue()
@@ -256,8 +256,7 @@ async def query(request: Request):
         fmt, _ = q.response_format(params)
         sia, result = await run_in_threadpool(_execute, request.app.state, params, base, cancel)
     except DaliError as exc:
-        message = q.prefixed(exc.message, "UsageFault" if exc.status < 500 else
-                             "TransientFault" if exc.status == 503 else "FatalFault")
+        message = exc.prefixed()
         if _plain_errors(fmt):
             return PlainTextResponse(message, status_code=exc.status)
         raise type(exc)(message, exc.status) from None

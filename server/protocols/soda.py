@@ -44,7 +44,7 @@ from diavo.server.archive.images.regions import (
 )
 from diavo.server.archive.images.service import FITS_TYPE, BadIdentifier, ImageInfo
 from diavo.server.archive.obscore import TAI_MINUS_UTC_DAYS
-from diavo.server.errors import DaliError
+from diavo.server.errors import DaliError, MultiValuedParam, NotFound, UsageFault
 from diavo.server.output import xml
 from diavo.server.params import Params, read_params
 from diavo.server.protocols.images import image_service, stream_chunks
@@ -58,38 +58,27 @@ SINGLE_PARAMS = ("ID", *REGION_PARAMS, "BAND", "TIME", "RESPONSEFORMAT")
 _FITS_FORMATS = {"fits", "application/fits", "image/fits"}
 
 
-class SodaFault(Exception):
-    def __init__(self, message: str, status: int = 400, label: str = "UsageError") -> None:
-        super().__init__(message)
-        self.message, self.status, self.label = message, status, label
-
-
-def _label(status: int) -> str:
-    return {401: "AuthenticationError", 403: "AuthorizationError", 503: "ServiceUnavailable"}.get(
-        status, "Error" if status >= 500 else "UsageError")
-
-
 def _values(params: Params, name: str) -> list[str]:
     return [v for v in params.getall(name) if v.strip()]
 
 
 def parse_request(params: Params):
     """(ID, region or None, band interval or None, time interval or None, pol given) from the
-    parameters; SodaFault for anything malformed or multi-valued."""
+    parameters; a UsageFault for anything malformed or multi-valued."""
     for name in SINGLE_PARAMS:
         if len(set(_values(params, name))) > 1:
-            raise SodaFault(f"{name} given {len(_values(params, name))} times; this {{sync}} service "
-                            "takes one value per request", label="MultiValuedParamNotSupported")
+            raise MultiValuedParam(f"{name} given {len(_values(params, name))} times; this {{sync}} service "
+                                   "takes one value per request")
     given = [n for n in REGION_PARAMS if _values(params, n)]
     if len(given) > 1:
-        raise SodaFault(f"{' and '.join(given)} given together; this {{sync}} service cuts one region "
-                        "per request", label="MultiValuedParamNotSupported")
+        raise MultiValuedParam(f"{' and '.join(given)} given together; this {{sync}} service cuts one region "
+                               "per request")
     ids = _values(params, "ID")
     if not ids:
-        raise SodaFault("ID is required: the publisher DID of a difference image")
+        raise UsageFault("ID is required: the publisher DID of a difference image")
     fmt = (_values(params, "RESPONSEFORMAT") or ["application/fits"])[0].split(";")[0].strip().lower()
     if fmt not in _FITS_FORMATS:
-        raise SodaFault(f"RESPONSEFORMAT {fmt[:40]!r} is not supported; cut-outs are FITS (application/fits)")
+        raise UsageFault(f"RESPONSEFORMAT {fmt[:40]!r} is not supported; cut-outs are FITS (application/fits)")
     region = None
     try:
         if given:
@@ -100,7 +89,7 @@ def parse_request(params: Params):
         band = parse_interval(_values(params, "BAND")[0], "BAND") if _values(params, "BAND") else None
         time = parse_interval(_values(params, "TIME")[0], "TIME") if _values(params, "TIME") else None
     except RegionError as exc:
-        raise SodaFault(str(exc)) from None
+        raise UsageFault(str(exc)) from None
     return ids[0], region, band, time, bool(_values(params, "POL"))
 
 
@@ -122,10 +111,8 @@ def _selects_nothing(info: ImageInfo, band, time, pol: bool) -> bool:
 async def sync(request: Request) -> Response:
     try:
         return await _sync(request)
-    except SodaFault as fault:
-        return PlainTextResponse(f"{fault.label}: {fault.message}\n", status_code=fault.status)
-    except DaliError as exc:  # e.g. an oversized or unreadable request body
-        return PlainTextResponse(f"{_label(exc.status)}: {exc.message}\n", status_code=exc.status)
+    except DaliError as exc:  # SODA's wire form of the one fault model
+        return PlainTextResponse(f"{exc.soda_code}: {exc.message}\n", status_code=exc.status)
 
 
 async def _sync(request: Request) -> Response:
@@ -136,9 +123,9 @@ async def _sync(request: Request) -> Response:
     try:
         info = await run_in_threadpool(svc.resolve, ident)
     except BadIdentifier as exc:
-        raise SodaFault(f"{exc}: {ident[:200]!r}") from None
+        raise UsageFault(f"{exc}: {ident[:200]!r}") from None
     except ImageNotFound as exc:
-        raise SodaFault(f"{exc.args[0]}: {ident[:200]!r}", status=404) from None
+        raise NotFound(f"{exc.args[0]}: {ident[:200]!r}") from None
     if _selects_nothing(info, band, time, pol):
         return Response(status_code=204)
     name = f"diavo-{info.visit}-{info.detector}"

@@ -1,6 +1,8 @@
 """TAP 1.1 /sync (and the /tap root page lives in landing): parse -> TapService -> stream."""
 from __future__ import annotations
 
+import time
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -10,6 +12,7 @@ from diavo.server.engine.base import Cancel, QueryAborted, QueryTimeout
 from diavo.server.errors import UsageFault
 from diavo.server.params import read_params
 from diavo.server.protocols.streaming import stream_body
+from diavo.server.requestlog import add_timing, note
 from diavo.server.urls import base_url
 
 
@@ -21,7 +24,13 @@ async def sync(request: Request):
 
     def start():  # one hop to a worker thread for validation, uploads, translation and planning
         req = ctx.tap.prepare(params, public)
-        return req, ctx.tap.open(req, ctx.settings.sync_timeout_s, cancel)
+        note(request.scope, query=req.query, maxrec=req.maxrec, format=req.fmt.key)
+        for name, seconds in getattr(req.compiled, "timings", ()):
+            add_timing(request.scope, name, seconds)
+        t0 = time.perf_counter()
+        stream = ctx.tap.open(req, ctx.settings.sync_timeout_s, cancel)
+        add_timing(request.scope, "engine", time.perf_counter() - t0)
+        return req, stream
 
     try:
         req, stream = await run_in_threadpool(start)
@@ -31,9 +40,12 @@ async def sync(request: Request):
         raise UsageFault(str(exc)) from None
 
     def write(out) -> None:
+        t0 = time.perf_counter()
         try:
-            req.fmt.write(stream, out, infos=req.infos())
+            rows = req.fmt.write(stream, out, infos=req.infos())
+            note(request.scope, rows=rows, overflow=bool(stream.overflow))
         finally:
+            add_timing(request.scope, "write", time.perf_counter() - t0)
             stream.close()
 
     headers = {}

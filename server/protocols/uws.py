@@ -14,7 +14,8 @@ from starlette.routing import Route
 
 from diavo.server.errors import NotFound, UsageFault
 from diavo.server.output.votable import error_votable
-from diavo.server.params import Params, read_params
+from diavo.server.params import Params, integer, read_params
+from diavo.server.requestlog import note
 from diavo.server.urls import base_url
 from diavo.server.uws.model import Phase, format_time, parse_time
 from diavo.server.uws.render import job_document, jobs_document, parameters_document, results_document
@@ -39,10 +40,7 @@ def _owner(request: Request) -> str | None:
 def _int(value: str | None, name: str) -> int | None:
     if value is None:
         return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        raise UsageFault(f"{name} must be an integer, not {value!r}") from None
+    return integer(name, value)
 
 
 def _plain(value: str | None) -> PlainTextResponse:
@@ -65,6 +63,7 @@ class _Binding:
         return f"{self.jobs_url(request)}/{job_id}"
 
     def see_job(self, request: Request, job_id: str) -> RedirectResponse:
+        note(request.scope, job=job_id)
         return RedirectResponse(self.job_url(request, job_id), status_code=303)
 
     @staticmethod

@@ -6,6 +6,7 @@ it.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from diavo.server.engine.base import Cancel, Engine, EngineQuery, Limits, ResultSet, ResultStream
@@ -24,10 +25,19 @@ class QueryService:
         self._cached = lru_cache(maxsize=512)(self._translate)
 
     def _translate(self, adql: str, uploads=None) -> EngineQuery:
-        from diavo.server.adql.to_duckdb import translate
+        from diavo.server.adql.check import check
+        from diavo.server.adql.parser import parse
+        from diavo.server.adql.to_duckdb import emit
 
-        t = translate(adql, self.model, uploads=uploads)
-        return EngineQuery(sql=t.sql, params=tuple(t.params), columns=tuple(t.columns))
+        t0 = time.perf_counter()
+        tree = parse(adql)
+        t1 = time.perf_counter()
+        checked = check(tree, self.model, uploads)
+        t2 = time.perf_counter()
+        t = emit(checked)
+        t3 = time.perf_counter()
+        return EngineQuery(sql=t.sql, params=tuple(t.params), columns=tuple(t.columns),
+                           timings=(("parse", t1 - t0), ("check", t2 - t1), ("translate", t3 - t2)))
 
     def translate(self, adql: str, uploads=None) -> EngineQuery:
         """``uploads`` maps TAP_UPLOAD names to model Tables (the checker's view of them)."""

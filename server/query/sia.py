@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from diavo.server.errors import UsageFault
-from diavo.server.params import Params
+from diavo.server.params import MAX_INTEGER_DIGITS, Params, integer
 from diavo.server.settings import Settings
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class SiaRequest:
 
 def _fault(name: str, value: str, why: str) -> UsageFault:
     shown = value if len(value) <= 80 else value[:77] + "..."
-    return UsageFault(f"UsageFault: invalid {name} value {shown!r}: {why}")
+    return UsageFault(f"invalid {name} value {shown!r}: {why}")
 
 
 def _numbers(name: str, value: str, infinite: bool, text: str | None = None) -> list[float]:
@@ -376,7 +376,7 @@ def range_polygon(lon1: float, lon2: float, lat1: float, lat2: float) -> list[fl
 def _values(params: Params, name: str) -> list[str]:
     values = [v.strip() for v in params.getall(name) if v.strip()]
     if len(values) > MAX_VALUES:
-        raise UsageFault(f"UsageFault: {name} is given {len(values)} times; at most {MAX_VALUES} values are accepted")
+        raise UsageFault(f"{name} is given {len(values)} times; at most {MAX_VALUES} values are accepted")
     return values
 
 
@@ -410,8 +410,8 @@ def _in(col: str, literals: list[str]) -> str:
 def _integers(name: str, values: list[str], low: int | None = None, high: int | None = None) -> list[str]:
     out = []
     for v in values:
-        if not _INTEGER.fullmatch(v):
-            raise _fault(name, v, "expected an integer")
+        if not _INTEGER.fullmatch(v) or len(v.lstrip("+-").lstrip("0")) > MAX_INTEGER_DIGITS:
+            raise _fault(name, v[:40], "expected an integer")
         i = int(v)
         if (low is not None and i < low) or (high is not None and i > high) or abs(i) >= 2 ** 63:
             span = f"between {low} and {high}" if high is not None else f"at least {low}"
@@ -432,7 +432,7 @@ def conditions(params: Params) -> list[str]:
     where: list[str] = []
     pos = _values(params, "POS")
     if len(pos) > MAX_POS:
-        raise UsageFault(f"UsageFault: POS is given {len(pos)} times; at most {MAX_POS} regions are accepted")
+        raise UsageFault(f"POS is given {len(pos)} times; at most {MAX_POS} regions are accepted")
     if pos:
         where.append(_any([pos_condition(v) for v in pos]))
     for name in ("BAND", "TIME"):
@@ -488,37 +488,25 @@ def build_adql(where: list[str], top: int | None = None) -> str:
 def maxrec(value: str | None, settings: Settings) -> int:
     if value is None or not value.strip():
         return settings.maxrec_default
-    if not re.fullmatch(r"\s*\+?\d+\s*", value):
-        raise UsageFault(f"UsageFault: MAXREC must be a non-negative integer, not {value!r}")
-    return min(int(value), settings.maxrec_hard)
+    try:
+        return min(integer("MAXREC", value, low=0), settings.maxrec_hard)
+    except UsageFault as exc:
+        raise UsageFault(exc.message.replace("an integer", "a non-negative integer")) from None
 
 
 def response_format(params: Params):
     """(OutputFormat, Content-Type) of RESPONSEFORMAT (DALI); SIA's FORMAT is a query constraint."""
     from diavo.server.output.formats import resolve
 
-    try:
-        return resolve(params.get("RESPONSEFORMAT"))
-    except UsageFault as exc:
-        raise UsageFault(prefixed(exc.message)) from None
-
-
-def prefixed(message: str, fault: str = "UsageFault") -> str:
-    """SIA 2.0 §3.2: an error message starts with the fault's name."""
-    if message.startswith(("UsageFault", "TransientFault", "FatalFault", "DefaultFault")):
-        return message
-    return f"{fault}: {message}"
+    return resolve(params.get("RESPONSEFORMAT"))
 
 
 def parse_request(params: Params, settings: Settings) -> SiaRequest:
     """Validate every parameter and build the ADQL; every problem is a UsageFault."""
-    try:
-        fmt, content_type = response_format(params)
-        where = conditions(params)
-        limit = maxrec(params.get("MAXREC"), settings)
-        runid = params.get("RUNID")
-    except UsageFault as exc:
-        raise UsageFault(prefixed(exc.message)) from None
+    fmt, content_type = response_format(params)  # faults are prefixed (SIA 2.0 §3.2) when rendered
+    where = conditions(params)
+    limit = maxrec(params.get("MAXREC"), settings)
+    runid = params.get("RUNID")
     known = set(QUERY_PARAMETERS) | set(SERVICE_PARAMETERS)
     ignored = [name for name in params.names() if name not in known]
     top = 0 if limit == 0 else limit + 1

@@ -6,8 +6,10 @@ here, when a query runs, never at job creation (TAP 1.1 §2.7: a bad query still
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +18,7 @@ from diavo.server.adql.errors import ADQLError
 from diavo.server.engine.base import Cancel, EngineError, EngineQuery, Limits, QueryAborted, QueryTimeout, ResultStream
 from diavo.server.errors import UsageFault
 from diavo.server.output import descriptors
-from diavo.server.params import Params
+from diavo.server.params import Params, integer
 from diavo.server.settings import Settings
 from diavo.server.urls import DATALINK_LINKS_PATH, SODA_SYNC_PATH
 
@@ -54,9 +56,10 @@ class TapRequest:
 def _maxrec(value: str | None, settings: Settings) -> int:
     if value is None or value.strip() == "":
         return settings.maxrec_default
-    if not re.fullmatch(r"\s*\+?\d+\s*", value):
-        raise UsageFault(f"MAXREC must be a non-negative integer, not {value!r}")
-    return min(int(value), settings.maxrec_hard)
+    try:
+        return min(integer("MAXREC", value, low=0), settings.maxrec_hard)
+    except UsageFault as exc:
+        raise UsageFault(exc.message.replace("an integer", "a non-negative integer")) from None
 
 
 def parse_request(params: Params, settings: Settings) -> TapRequest:
@@ -140,9 +143,12 @@ class TapService:
         """The UWS executor: the same query path, its output written to the job's result file."""
         from diavo.server.uws.jobs import JobResult
 
+        t0 = time.perf_counter()
         req = self.prepare(ctx.params, getattr(ctx, "base_url", None))
         timeout = ctx.timeout_s or self.settings.exec_hard_s
+        t1 = time.perf_counter()
         stream = self.open(req, timeout, ctx.cancel)
+        t2 = time.perf_counter()
         path = Path(ctx.result_dir) / f"result.{req.fmt.extension}"
         try:
             with open(path, "wb") as out:
@@ -153,7 +159,13 @@ class TapService:
             raise UsageFault(f"query failed: {exc}") from None
         finally:
             stream.close()
-        log.info("job %s: %d rows%s", ctx.job_id, rows, " (overflow)" if stream.overflow else "")
+        ms = {name: round(s * 1000, 3) for name, s in getattr(req.compiled, "timings", ())}
+        ms.update(prepare=round((t1 - t0) * 1000, 3), engine=round((t2 - t1) * 1000, 3),
+                  write=round((time.perf_counter() - t2) * 1000, 3))
+        line = {"job": ctx.job_id, "rows": rows, "overflow": bool(stream.overflow), "format": req.fmt.key, "ms": ms}
+        if self.settings.log_queries:
+            line["query"] = req.query
+        log.info(json.dumps(line))
         return [JobResult(id="result", path=path, mime=req.content_type, rows=rows)]
 
 
