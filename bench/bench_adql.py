@@ -90,7 +90,7 @@ def bench_translate(service, repeat: int, centres) -> None:
         ms, _ = median_ms(lambda text=text: service.translate(text), repeat, warm=10)
         p_ms, tree = median_ms(lambda text=text: parse(text), repeat)
         c_ms, checked = median_ms(lambda tree=tree: check(tree, model, None), repeat)
-        e_ms, _ = median_ms(lambda checked=checked: emit_sql(checked), repeat)
+        e_ms, _ = median_ms(lambda checked=checked: emit_sql(checked, service.engine.layout), repeat)
         emit(measure="translate", query=label, repeat=repeat, ms=ms, parse_ms=p_ms, check_ms=c_ms,
              emit_ms=e_ms, target_ms=TARGETS["translate_ms"])
     # A new centre every time, so the memoised HEALPix cover never helps.

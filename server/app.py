@@ -90,13 +90,13 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette):
         from diavo.server.archive.model import load_model
         from diavo.server.context import AppContext
-        from diavo.server.engine.duckdb_engine import DuckDBEngine
+        from diavo.server.engine import open_engine
         from diavo.server.query.executor import QueryService
         from diavo.server.query.tap import TapService
         from diavo.server.uws.jobs import JobService
 
         model = load_model()
-        queries = QueryService(model=model, engine=DuckDBEngine(settings.root, model))
+        queries = QueryService(model=model, engine=open_engine(settings.engine, settings.root, model))
         tap_service = TapService(settings, queries)
         jobs = JobService(settings, tap_service.run_job)
         jobs.start()

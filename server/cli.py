@@ -67,6 +67,12 @@ def _cmd_serve(args) -> int:
                                 workers=getattr(args, "workers", None))
     if getattr(args, "log_queries", False):
         settings = dataclasses.replace(settings, log_queries=True)
+    if getattr(args, "engine", None):
+        from diavo.server.engine import ENGINES
+
+        if args.engine.strip().lower() not in ENGINES:
+            sys.exit(f"diavo serve: unknown engine {args.engine!r}; this diavo has {', '.join(ENGINES)}")
+        settings = dataclasses.replace(settings, engine=args.engine.strip().lower())
     print(f"diavo serving {root} at {settings.base_url or f'http://{settings.host}:{settings.port}'}/ "
           f"(TAP: /tap)", flush=True)
     serve(settings, log_level=args.log_level)
@@ -119,8 +125,8 @@ def _cmd_adql_check(args) -> int:
 def _cmd_adql_translate(args) -> int:
     _need_server_extra()
     from diavo.server.adql.errors import ADQLError
-    from diavo.server.adql.to_duckdb import translate
     from diavo.server.archive.model import load_model
+    from diavo.server.query.executor import translate
 
     try:
         t = translate(_query_text(args.query), load_model())
@@ -185,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
         sp.add_argument("--log-queries", action="store_true",
                         help="put each query's ADQL text into its request log line")
+        sp.add_argument("--engine", default=None, help="query engine (default duckdb, the embedded one)")
         if with_state:
             sp.add_argument("--state-dir", default=None, help="UWS job store (default DIR/uws)")
             sp.add_argument("--workers", type=int, default=None, help="async job worker threads")

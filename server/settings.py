@@ -47,6 +47,8 @@ class Settings:
     tokens: Mapping[str, str] = field(default_factory=dict)
     #: Put the ADQL text into the per-request log line (off: queries may be private).
     log_queries: bool = False
+    #: The engine that runs queries (``engine.ENGINES``): DuckDB, embedded, is the default.
+    engine: str = "duckdb"
 
     @property
     def jobs_dir(self) -> Path:

@@ -111,7 +111,7 @@ def _obscore_cases():
 def test_obscore_queries_check_or_name_missing_columns(text):
     """ESO's ObsCore queries: either they check and translate against our ivoa.ObsCore, or the
     checker names an ESO-only table/column/function (never any other failure)."""
-    from diavo.server.adql.to_duckdb import translate
+    from diavo.server.query.executor import translate
 
     try:
         t = translate(text)

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from diavo.server.adql import functions, geometry
 from diavo.server.adql.errors import ADQLError
-from diavo.server.adql.to_duckdb import translate
 from diavo.server.archive import store
+from diavo.server.archive.layout import PLAIN
 from diavo.server.archive.model import load_model
 from diavo.server.engine.base import Limits
-from diavo.server.query.executor import open_service
+from diavo.server.query.executor import open_service, translate
 
 MODEL = load_model()
 LIMITS = Limits(maxrec=50, timeout_s=20)
@@ -423,6 +423,10 @@ def test_healpix_pruned_cones_equal_brute_force(con, adql):
     brute = sorted(con.execute(_unpruned(t.sql), t.params).fetchall())
     note(f"{len(brute)} rows")
     assert pruned == brute
+    # A storage that declares no layout gets plain SQL (no HEALPix, no unit vectors), same rows.
+    plain = translate(adql, MODEL, layout=PLAIN)
+    assert "_healpix" not in plain.sql and '"_x"' not in plain.sql, plain.sql
+    assert sorted(con.execute(plain.sql, plain.params).fetchall()) == brute
 
 
 def test_cone_property_sees_rows(con):

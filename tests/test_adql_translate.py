@@ -7,8 +7,8 @@ from diavo.server.adql import functions, geometry
 from diavo.server.adql.check import check
 from diavo.server.adql.errors import ADQLError
 from diavo.server.adql.parser import parse
-from diavo.server.adql.to_duckdb import translate
 from diavo.server.archive.model import load_model
+from diavo.server.query.executor import translate
 
 
 @pytest.fixture(scope="module")

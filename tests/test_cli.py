@@ -156,3 +156,9 @@ def test_ingest_bad_table_spec(work):
     _no_traceback(proc)
     assert "SCHEMA.TABLE=FILE" in proc.stderr and "nonsense" in proc.stderr, proc.stderr
     assert not root.exists(), "a rejected command must not create the archive"
+
+
+def test_serve_refuses_an_unknown_engine(small_archive, tmp_path):
+    proc = run("serve", small_archive[0], "--engine", "nosuch", "--port", "0", cwd=tmp_path, timeout=60)
+    assert proc.returncode != 0 and "unknown engine 'nosuch'" in proc.stderr
+    _no_traceback(proc)

@@ -116,3 +116,11 @@ def test_iter_datalinks_batches_ids_and_keeps_the_session(served):
         assert len(this) == 1 and this[0].access_url.endswith(".fits")
         seen.add(this[0]["ID"])
     assert seen == dids
+
+
+def test_obscore_example_selects_what_datalink_actions_need(open_server):
+    page = requests.get(f"{open_server.url}/tap/examples", timeout=60).text
+    start = page.index('id="images-covering-a-position"')
+    example = page[start:start + 3000]
+    for column in ("obs_publisher_did", "access_url", "access_format"):
+        assert column in example

@@ -69,7 +69,7 @@ def test_engine_connection_is_locked_down(engine, sql):
 def test_python_udfs_survive_many_cursors(engine):
     """Each query runs on a fresh cursor; the geometry UDFs must keep working on every one
     (a UDF registered on a short-lived cursor dangles once that cursor is gone)."""
-    from diavo.server.adql.to_duckdb import translate
+    from diavo.server.query.executor import translate
 
     t = translate("SELECT lsst_visit FROM ivoa.ObsCore WHERE INTERSECTS(s_region, CIRCLE(53.125, -27.74, 0.001)) = 1")
     q = EngineQuery(t.sql, tuple(t.params), tuple(t.columns))
@@ -106,3 +106,20 @@ def test_cursor_is_reusable_after_a_stream_cut_at_maxrec(engine):
     next(iter(stream))
     stream.close()  # abandoned midway by its consumer
     assert engine.execute(EngineQuery("SELECT 42 AS x"), Limits()).table.column(0).to_pylist() == [42]
+
+
+def test_engines_are_built_from_settings_by_name(small_archive):
+    from diavo.server.archive.model import load_model
+    from diavo.server.engine import ENGINES, open_engine
+
+    model = load_model()
+    assert "duckdb" in ENGINES
+    e = open_engine("DuckDB", small_archive[0], model)
+    try:
+        assert e.name == "duckdb" and "dp1.DiaSource" in e.layout.spatial
+        assert e.layout.spatial["dp1.DiaSource"].ra == "ra"
+        assert ("ivoa.ObsCore", "s_region") in e.layout.regions
+    finally:
+        e.close()
+    with pytest.raises(ValueError, match="unknown engine 'nosuch'"):
+        open_engine("nosuch", small_archive[0], model)

@@ -20,12 +20,12 @@ from astropy.io.votable.tree import Field, Resource, TableElement, VOTableFile
 from diavo.server.adql import functions, geometry
 from diavo.server.adql.check import upload_relation
 from diavo.server.adql.errors import ADQLError
-from diavo.server.adql.to_duckdb import translate
 from diavo.server.archive import store
 from diavo.server.archive.model import load_model
 from diavo.server.errors import TooLarge, UsageFault
 from diavo.server.output.votable import write_votable
 from diavo.server.params import Params
+from diavo.server.query.executor import translate
 from diavo.server.query.uploads import fetch_url, load_uploads
 
 MODEL = load_model()

@@ -16,13 +16,12 @@ from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from diavo.server.adql.functions import CATALOGUE, UDFS
-from diavo.server.adql.to_duckdb import translate
 from diavo.server.archive.model import load_model, tap_schema_rows
 from diavo.server.engine.base import Limits
 from diavo.server.errors import DaliError
 from diavo.server.output.formats import FORMATS, resolve
 from diavo.server.protocols import examples, landing, vosi
-from diavo.server.query.executor import open_service
+from diavo.server.query.executor import open_service, translate
 from diavo.server.settings import Settings
 
 NS = {

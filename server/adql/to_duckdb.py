@@ -15,15 +15,16 @@ groups by their zone maps.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from diavo.server.archive.layout import PLAIN, Layout, SpatialIndex
+
 from . import nodes as n
-from .check import Checked, check, quote
+from .check import Checked, quote
 from .errors import ADQLError
 
-__all__ = ["Translation", "translate", "emit"]
+__all__ = ["Translation", "emit"]
 
 _SIMPLE_FUNCS = {
     "ABS": "abs", "CEILING": "ceil", "DEGREES": "degrees", "EXP": "exp", "FLOOR": "floor", "LOG": "ln",
@@ -39,7 +40,6 @@ _FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "=": "=", "<>": "<>"}
 #: Stored footprints (table, STC-S column) -> their centre and diameter columns (degrees), whose
 #: cap about the centre holds the footprint; CONTAINS/INTERSECTS against constant shapes test
 #: that cap first (see _Emitter._region_prefilter).
-REGION_BOUNDS = {("ivoa.ObsCore", "s_region"): ("s_ra", "s_dec", "s_fov")}
 #: Slack added to the cap test (degrees): ~1000 times the STC-S vertex rounding (5e-7 deg).
 REGION_MARGIN_DEG = 1e-3
 
@@ -81,8 +81,9 @@ def _num(v: float) -> str:
 
 
 class _Emitter:
-    def __init__(self, checked: Checked) -> None:
+    def __init__(self, checked: Checked, layout: Layout = PLAIN) -> None:
         self.c = checked
+        self.layout = layout
         self.params: list = []
         self.spatial = None
         #: True while emitting a WHERE or JOIN ... ON condition: the only places where the
@@ -260,22 +261,20 @@ class _Emitter:
         raise ADQLError(f"cannot translate {type(c).__name__}", c.line, c.column, code="unsupported")
 
     # ---- the spatial fast path
-    def _position(self, a, b):
-        """The spatial source (sql alias prefix, qualified) if a, b are its own position columns."""
-        from diavo.server.archive.store import SPATIAL_TABLES
-
+    def _position(self, a, b) -> tuple[str, str, str, SpatialIndex] | None:
+        """(SQL alias prefix, ra SQL, dec SQL, index) if a, b are a spatial table's own position."""
         if not (isinstance(a, n.ColumnRef) and isinstance(b, n.ColumnRef)):
             return None
         ca, cb = self.c.cols.get(id(a)), self.c.cols.get(id(b))
         if ca is None or cb is None or ca.table is None or ca.table != cb.table:
             return None
-        pos = SPATIAL_TABLES.get(ca.table)
-        if pos is None or ca.column is None or cb.column is None or (ca.column, cb.column) != pos:
+        index = self.layout.spatial.get(ca.table)
+        if index is None or ca.column is None or cb.column is None or (ca.column, cb.column) != (index.ra, index.dec):
             return None
         prefix_a, prefix_b = ca.sql[: -len(quote(ca.column))], cb.sql[: -len(quote(cb.column))]
         if prefix_a != prefix_b or not prefix_a.endswith("."):
             return None
-        return prefix_a, ca.sql, cb.sql
+        return prefix_a, ca.sql, cb.sql, index
 
     def _shape(self, g):
         """('circle', (ra, dec, r)) or ('polygon', flat) for constant CIRCLE/POLYGON/BOX."""
@@ -312,10 +311,10 @@ class _Emitter:
                 return None
             kind, params = shape
             if kind == "circle":
-                exact = _dot_test(pos[0], params[0], params[1], params[2], ">=")
+                exact = _dot_test(pos[0], pos[3], params[0], params[1], params[2], ">=")
             else:
                 exact = f"adql_in_polygon({pos[1]}, {pos[2]}, [{', '.join(_num(v) for v in params)}]::DOUBLE[])"
-            return self._ranges(pos[0], kind, params, exact)
+            return self._ranges(pos[0], pos[3], kind, params, exact)
         # DISTANCE(POINT(ra, dec), POINT(c1, c2)) < r  (or <=), also the four-number form
         if isinstance(left, n.GeometryCall) and left.name == "DISTANCE" and op in ("<", "<="):
             args = left.args
@@ -341,8 +340,8 @@ class _Emitter:
                 return None
             if radius < 0:
                 return "FALSE"
-            exact = _dot_test(pos[0], centre[0], centre[1], radius, ">" if op == "<" else ">=")
-            return self._ranges(pos[0], "circle", (*centre, radius), exact)
+            exact = _dot_test(pos[0], pos[3], centre[0], centre[1], radius, ">" if op == "<" else ">=")
+            return self._ranges(pos[0], pos[3], "circle", (*centre, radius), exact)
         return None
 
     def _region_prefilter(self, call: n.GeometryCall) -> str | None:
@@ -406,13 +405,14 @@ class _Emitter:
 
     def _region_column(self, e) -> tuple[str, str, str, tuple[str, str, str]] | None:
         """(SQL prefix, table relation, column, bound columns) if e is a stored footprint column
-        listed in REGION_BOUNDS, read straight from its table."""
+        with bounds in the layout, read straight from its table."""
         if not isinstance(e, n.ColumnRef):
             return None
         col = self.c.cols.get(id(e))
         if col is None or not col.stored_region or col.table is None or col.column is None:
             return None
-        bounds = REGION_BOUNDS.get((col.table, col.column))
+        found = self.layout.regions.get((col.table, col.column))
+        bounds = None if found is None else (found.ra, found.dec, found.diameter)
         if bounds is None or not col.sql.endswith(quote(col.column)):
             return None
         prefix = col.sql[: -len(quote(col.column))]
@@ -421,14 +421,12 @@ class _Emitter:
         schema, _, table = col.table.partition(".")
         return prefix, f"{quote(schema)}.{quote(table)}", col.column, bounds
 
-    def _ranges(self, prefix: str, kind: str, params, exact: str) -> str | None:
-        from diavo.server.archive.store import HEALPIX_COLUMN, HEALPIX_DEPTH
-
+    def _ranges(self, prefix: str, index: SpatialIndex, kind: str, params, exact: str) -> str | None:
         try:
-            ranges = _healpix_ranges(kind, tuple(params), HEALPIX_DEPTH)
+            ranges = _healpix_ranges(kind, tuple(params), index.order)
         except ValueError:
             return None
-        col = f"{prefix}{quote(HEALPIX_COLUMN)}"
+        col = f"{prefix}{quote(index.healpix)}"
         if not ranges:
             return "FALSE"
         filt = " OR ".join(f"{col} BETWEEN {lo} AND {hi}" for lo, hi in ranges)
@@ -530,14 +528,12 @@ class _Emitter:
         return f"{_SIMPLE_FUNCS[name]}({', '.join(args)})"
 
     def udf(self, e: n.FunctionCall) -> str:
-        from diavo.server.archive.store import HEALPIX_COLUMN, HEALPIX_DEPTH
-
         args = [self.x(a) for a in e.args]
         if e.name == "ivo_healpix_index":
             order = e.args[0]
             pos = self._position(e.args[1], e.args[2])
-            if pos and isinstance(order, n.Literal) and order.kind == "integer" and 0 <= order.value <= HEALPIX_DEPTH:
-                return f"({pos[0]}{quote(HEALPIX_COLUMN)} >> {2 * (HEALPIX_DEPTH - order.value)})"
+            if pos and isinstance(order, n.Literal) and order.kind == "integer" and 0 <= order.value <= pos[3].order:
+                return f"({pos[0]}{quote(pos[3].healpix)} >> {2 * (pos[3].order - order.value)})"
             return (f"adql_healpix_index(CAST({args[0]} AS BIGINT), CAST({args[1]} AS DOUBLE), "
                     f"CAST({args[2]} AS DOUBLE))")
         if e.name == "ivo_interval_overlaps":
@@ -646,20 +642,18 @@ class _Emitter:
         raise ADQLError(f"cannot translate {name}", e.line, e.column, code="unsupported")
 
 
-def _dot_test(prefix: str, ra: float, dec: float, radius: float, op: str) -> str:
+def _dot_test(prefix: str, index: SpatialIndex, ra: float, dec: float, radius: float, op: str) -> str:
     """Exact cone membership on a spatial table's stored unit vectors: the angle to the centre
     is at most r exactly when the dot product is at least cos(r). Rounding moves the boundary by
     about 1e-16 / sin(r) rad, far below any catalogue's precision, and no trigonometry runs per
     row (the HEALPix ranges have already picked the row groups)."""
     import math
 
-    from diavo.server.archive.store import UNIT_VECTOR_COLUMNS
-
     if radius >= 180.0:
         return "TRUE"
     a, d = math.radians(ra), math.radians(dec)
     centre = (math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d))
-    terms = " + ".join(f"{prefix}{quote(c)} * {_num(v)}" for c, v in zip(UNIT_VECTOR_COLUMNS, centre, strict=False))
+    terms = " + ".join(f"{prefix}{quote(c)} * {_num(v)}" for c, v in zip(index.unit_vector, centre, strict=True))
     return f"({terms} {op} {_num(math.cos(math.radians(radius)))})"
 
 
@@ -678,28 +672,11 @@ def _box_vertices(ra: float, dec: float, w: float, h: float) -> tuple[float, ...
     return tuple(float(v) for v in box_vertices(ra, dec, w, h))
 
 
-def emit(checked: Checked) -> Translation:
-    em = _Emitter(checked)
+def emit(checked: Checked, layout: Layout = PLAIN) -> Translation:
+    """DuckDB SQL for a checked query; ``layout`` (from the engine's storage) enables the fast paths."""
+    em = _Emitter(checked, layout)
     try:
         sql = em.query(checked.query)
     except RecursionError:
         raise ADQLError("the query is nested too deeply", code="limit") from None
     return Translation(sql, em.params, checked.columns, checked)
-
-
-def translate(query, model=None, *, uploads: Mapping[str, object] | None = None) -> Translation:
-    """Parse (if ``query`` is text), check and translate a query for DuckDB.
-
-    ``uploads`` maps TAP_UPLOAD table names to model ``Table`` objects; the engine must provide
-    each as the relation ``check.upload_relation(name)`` (``tap_upload__<name>``), e.g. with
-    ``con.register(upload_relation(name), arrow_table)``, which works on read-only connections.
-    """
-    if model is None:
-        from diavo.server.archive.model import load_model
-
-        model = load_model()
-    if isinstance(query, str):
-        from .parser import parse
-
-        query = parse(query)
-    return emit(check(query, model, uploads))

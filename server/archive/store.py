@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diavo.server.archive.layout import Layout, RegionBounds, SpatialIndex
+
 MANIFEST = "archive.json"
 CATALOG = "catalog.duckdb"
 IMAGES_DIR = "images"
@@ -30,6 +32,8 @@ SPATIAL_TABLES = {"dp1.DiaSource": ("ra", "dec"), "dp1.DiaObject": ("ra", "dec")
 #: is one dot product (no trigonometry per row).
 UNIT_VECTOR_COLUMNS = ("_x", "_y", "_z")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+#: ObsCore's footprint and the columns that bound it (centre and diameter).
+FOOTPRINT_BOUNDS = {"s_region": ("s_ra", "s_dec", "s_fov")}
 READ_CONFIG = {"enable_external_access": False}
 
 IMAGE_TABLE_DDL = """
@@ -176,3 +180,19 @@ def fetch_arrow(con, sql: str, params=None):
     rel = con.sql(sql, params=params) if params else con.sql(sql)
     fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
     return fetch()
+
+
+def physical_layout(model) -> Layout:
+    """Where this storage keeps what the emitter's fast paths need: the HEALPix index and unit
+    vector of each spatial table, and the bounding columns of each stored footprint that has them
+    (an ``adql:REGION`` column of a table with ObsCore's s_ra, s_dec and s_fov)."""
+    spatial = {name: SpatialIndex(ra, dec, HEALPIX_COLUMN, HEALPIX_DEPTH, UNIT_VECTOR_COLUMNS)
+               for name, (ra, dec) in SPATIAL_TABLES.items()}
+    regions = {}
+    for table in model.tables():
+        names = set(table.column_names)
+        for col in table.columns:
+            bounds = FOOTPRINT_BOUNDS.get(col.name)
+            if bounds and (col.xtype or "").lower() == "adql:region" and set(bounds) <= names:
+                regions[(table.qualified_name, col.name)] = RegionBounds(*bounds)
+    return Layout(spatial=spatial, regions=regions)

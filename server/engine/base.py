@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from diavo.server.archive.layout import Layout
+
 
 class EngineError(RuntimeError):
     """The engine could not run the query (after the ADQL front end accepted it)."""
@@ -111,6 +113,8 @@ class ResultStream:
 
 class Engine(Protocol):
     name: str
+    #: Where the engine's storage keeps what the SQL emitter's fast paths need.
+    layout: Layout
 
     def execute(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
                 uploads: dict | None = None) -> ResultSet: ...

@@ -41,6 +41,7 @@ class DuckDBEngine:
 
             model = load_model()
         self._model = model
+        self.layout = store.physical_layout(model)
         # store.connect opens the catalog read-only with external access disabled: defence in
         # depth behind the ADQL translator (no writes, no files or URLs reachable from SQL).
         self._db = store.connect(Path(root), read_only=True)

@@ -7,6 +7,7 @@ it.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from diavo.server.engine.base import Cancel, Engine, EngineQuery, Limits, ResultSet, ResultStream
@@ -34,7 +35,7 @@ class QueryService:
         t1 = time.perf_counter()
         checked = check(tree, self.model, uploads)
         t2 = time.perf_counter()
-        t = emit(checked)
+        t = emit(checked, self.engine.layout)
         t3 = time.perf_counter()
         return EngineQuery(sql=t.sql, params=tuple(t.params), columns=tuple(t.columns),
                            timings=(("parse", t1 - t0), ("check", t2 - t1), ("translate", t3 - t2)))
@@ -65,12 +66,33 @@ def _split(uploads) -> tuple[dict | None, dict | None]:
     return ({k: u.table for k, u in uploads.items()}, {k: u.data for k, u in uploads.items()})
 
 
-def open_service(root) -> QueryService:
+def open_service(root, engine: str = "duckdb") -> QueryService:
     """A QueryService over an archive directory with the embedded DuckDB engine."""
     from pathlib import Path
 
     from diavo.server.archive.model import load_model
-    from diavo.server.engine.duckdb_engine import DuckDBEngine
+    from diavo.server.engine import open_engine
 
     model = load_model()
-    return QueryService(model=model, engine=DuckDBEngine(Path(root), model))
+    return QueryService(model=model, engine=open_engine(engine, Path(root), model))
+
+
+def translate(query, model=None, *, uploads: Mapping[str, object] | None = None, layout=None):
+    """Parse (if ``query`` is text), check and translate a query to DuckDB SQL (the command line's
+    ``adql translate``, tests, benchmarks). ``layout`` defaults to the archive storage's own, so
+    the spatial fast paths are those the served archive gets.
+
+    ``uploads`` maps TAP_UPLOAD table names to model ``Table`` objects; the engine must provide
+    each as the relation ``check.upload_relation(name)`` (``tap_upload__<name>``).
+    """
+    from diavo.server.adql.check import check
+    from diavo.server.adql.parser import parse
+    from diavo.server.adql.to_duckdb import emit
+    from diavo.server.archive.store import physical_layout
+
+    if model is None:
+        from diavo.server.archive.model import load_model
+
+        model = load_model()
+    tree = parse(query) if isinstance(query, str) else query
+    return emit(check(tree, model, uploads), physical_layout(model) if layout is None else layout)
