@@ -97,10 +97,21 @@ def _cmd_ingest(args) -> int:
 
 def _cmd_export(args) -> int:
     _need_server_extra()
-    from diavo.server.archive.export import export_parquet
+    if not (args.parquet or args.hats):
+        sys.exit("diavo export: give --parquet OUTDIR, --hats OUTDIR or both")
+    out: dict[str, str] = {}
+    if args.parquet:
+        from diavo.server.archive.export import export_parquet
 
-    out = export_parquet(Path(args.dir), Path(args.parquet))
-    print(json.dumps({k: str(v) for k, v in out.items()}))
+        out.update({k: str(v) for k, v in export_parquet(Path(args.dir), Path(args.parquet)).items()})
+    if args.hats:
+        try:
+            from diavo.server.archive.hats_export import export_hats
+            written = export_hats(Path(args.dir), Path(args.hats))
+        except ImportError as exc:
+            sys.exit(f"diavo export --hats needs LSDB: pip install -e '.[hats]' ({exc})")
+        out.update({f"{k} (HATS)": str(v) for k, v in written.items()})
+    print(json.dumps(out))
     return 0
 
 
@@ -243,9 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=60.0, help="seconds")
     run.set_defaults(func=_cmd_adql_run)
 
-    ex = sub.add_parser("export", help="write the catalog tables as Parquet")
+    ex = sub.add_parser("export", help="write the catalog tables as Parquet, the spatial ones as HATS")
     ex.add_argument("dir")
-    ex.add_argument("--parquet", required=True, help="output directory")
+    ex.add_argument("--parquet", help="output directory for one Parquet file per table")
+    ex.add_argument("--hats", help="output directory for HATS catalogs of the spatial tables (LSDB opens them)")
     ex.set_defaults(func=_cmd_export)
     return p
 

@@ -30,7 +30,9 @@ LIMITS = Limits(maxrec=50, timeout_s=20)
 
 
 def _settings(n: int):
-    return settings(max_examples=n, deadline=None, print_blob=True,
+    # derandomize: the same examples on every run, so CI cannot go red on a draw (a new case found
+    # while developing with random seeds becomes an explicit test instead).
+    return settings(max_examples=n, deadline=None, print_blob=True, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
@@ -332,8 +334,9 @@ def well_formed(draw) -> Built:
             key = str(p)
             if " AS " in shown[p - 1] and draw(st.booleans()):
                 key = f"a{p - 1}"
-            elif shown[p - 1] == items[p - 1] and re.fullmatch(r"[\w.]+", items[p - 1]) and draw(st.booleans()):
-                key = items[p - 1]  # the column itself
+            elif (shown[p - 1] == items[p - 1] and re.fullmatch(r"[A-Za-z_][\w.]*", items[p - 1])
+                  and draw(st.booleans())):
+                key = items[p - 1]  # the column itself (a selected number would be a position)
             terms.append(key + draw(st.sampled_from(["", " ASC", " DESC"])))
         if not distinct and not grouped and draw(st.booleans()):
             terms.append(draw(st.sampled_from(src.cols)).ref)  # a column that is not selected
@@ -600,3 +603,15 @@ def test_geometry_scalar_subquery_is_an_adql_error():
     with pytest.raises(ADQLError) as exc:
         translate("SELECT TOP 1 (SELECT MIN(s_region) FROM ivoa.ObsCore) FROM dp1.Visit", MODEL)
     assert exc.value.code == "unsupported" and exc.value.column == 14
+
+
+@pytest.mark.parametrize("adql", [
+    "SELECT DISTINCT diaSourceId, 0.0, diaSourceId FROM dp1.DiaSource ORDER BY 0.0",
+    "SELECT TOP 3 diaSourceId FROM dp1.DiaSource ORDER BY 'x', diaSourceId",
+    "SELECT diaSourceId, 1.5 FROM dp1.DiaSource ORDER BY NULL, 1",
+])
+def test_constant_sort_keys_are_ignored(con, adql):
+    """A constant that is not a column position sorts nothing (DuckDB refuses it): found by the
+    random-query property above."""
+    t = translate(adql, MODEL)
+    assert len(con.execute(t.sql, t.params).fetchall()) >= 1

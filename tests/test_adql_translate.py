@@ -238,10 +238,10 @@ def test_uploads(con, model):
 
     up = Table("TAP_UPLOAD", "mine", "", (Column("id", "int"), Column("ra", "double", unit="deg"),
                                            Column("dec", "double", unit="deg")))
-    from diavo.server.adql.check import upload_relation
+    from diavo.server.adql.dialect import DUCKDB
 
     data = pa.table({"id": [1, 2], "ra": [59.0, 10.0], "dec": [-49.0, 10.0]})
-    con.register(upload_relation("mine"), data)
+    con.register(DUCKDB.upload_relation("mine"), data)
     t, got = run(con, model, "SELECT u.id, COUNT(*) FROM TAP_UPLOAD.mine AS u JOIN dp1.DiaSource AS s "
                              "ON DISTANCE(POINT(u.ra, u.dec), POINT(s.ra, s.dec)) < 0.1 GROUP BY u.id",
                  uploads={"mine": up})
@@ -287,3 +287,30 @@ def test_ungrouped_columns_are_adql_errors_at_their_position(model, adql, col):
     with pytest.raises(ADQLError) as info:
         translate(adql, model)
     assert info.value.line == 1 and info.value.column == col
+
+
+def test_identifiers_and_relations_go_through_the_dialect(model):
+    """The checker writes no SQL: a dialect that quotes with backticks (as Spark SQL does) gets
+    backticks for every identifier and relation, and the DuckDB dialect today's text."""
+    from diavo.server.adql.check import check
+    from diavo.server.adql.dialect import DUCKDB, Dialect
+    from diavo.server.adql.parser import parse
+    from diavo.server.adql.to_duckdb import emit
+    from diavo.server.archive.model import Column, Table
+
+    class Backticks(Dialect):
+        @staticmethod
+        def quote(name: str) -> str:
+            return "`" + name.replace("`", "``") + "`"
+
+    adql = ("SELECT s.diaSourceId, v.airmass, u.x FROM dp1.DiaSource AS s FULL JOIN dp1.Visit AS v USING (visit) "
+            "JOIN TAP_UPLOAD.mine AS u ON u.id = s.diaSourceId")
+    up = Table("TAP_UPLOAD", "mine", "", (Column("id", "long"), Column("x", "double")))
+    checked = check(parse(adql), model, {"mine": up})
+    duck = emit(checked).sql
+    tick = emit(checked, dialect=Backticks()).sql
+    assert '"dp1"."DiaSource" AS "s"' in duck and '"tap_upload__mine" AS "u"' in duck
+    assert "`dp1`.`DiaSource` AS `s`" in tick and "`tap_upload__mine` AS `u`" in tick and '"' not in tick
+    assert 'COALESCE("s"."visit", "v"."visit")' in emit(check(parse(
+        "SELECT visit FROM dp1.DiaSource AS s FULL JOIN dp1.Visit AS v USING (visit)"), model)).sql
+    assert DUCKDB.relation(("metadata", "Columns")) == '"tap_schema__columns"'

@@ -18,7 +18,7 @@ from astropy.io.votable import parse as parse_votable
 from astropy.io.votable.tree import Field, Resource, TableElement, VOTableFile
 
 from diavo.server.adql import functions, geometry
-from diavo.server.adql.check import upload_relation
+from diavo.server.adql.dialect import DUCKDB
 from diavo.server.adql.errors import ADQLError
 from diavo.server.archive import store
 from diavo.server.archive.model import load_model
@@ -90,7 +90,7 @@ def run(con, adql: str, uploads: dict):
     try:
         geometry.register_macros(cur)
         for name, up in uploads.items():
-            cur.register(upload_relation(name), up.data)
+            cur.register(DUCKDB.upload_relation(name), up.data)
         return t, cur.sql(t.sql, params=t.params or None).to_arrow_table()
     finally:
         cur.close()

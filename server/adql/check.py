@@ -19,8 +19,7 @@ from .errors import ADQLError
 from .functions import AGGREGATES, CATALOGUE, UDFS
 from .units import arithmetic, common
 
-__all__ = ["Checked", "EType", "OutCol", "ScopeCol", "check", "quote", "upload_relation", "UPLOAD_SCHEMA",
-           "metadata_relation", "METADATA_SCHEMA"]
+__all__ = ["Checked", "EType", "OutCol", "ScopeCol", "check", "UPLOAD_SCHEMA", "METADATA_SCHEMA"]
 
 UPLOAD_SCHEMA = "TAP_UPLOAD"
 
@@ -43,24 +42,7 @@ _VOTABLE = {  # ADQL type → (datatype, arraysize, xtype)
 }
 
 
-def upload_relation(name: str) -> str:
-    """The DuckDB relation that must hold the upload TAP_UPLOAD.<name>: a temporary view or table
-    (e.g. ``con.register(upload_relation(name), arrow_table)``; read-only connections allow it)."""
-    return f"tap_upload__{name}"
-
-
 METADATA_SCHEMA = "TAP_SCHEMA"
-
-
-def metadata_relation(name: str) -> str:
-    """The DuckDB relation that holds TAP_SCHEMA.<name>. TAP_SCHEMA is generated from the data
-    model when the engine opens, not stored in the catalog, so it always describes the running
-    code's model; engines register its rows under this name, as they do uploads."""
-    return f"tap_schema__{name.lower()}"
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -86,15 +68,22 @@ class EType:
 
 @dataclass
 class ScopeCol:
-    """A column that a name can resolve to: its ADQL name, SQL text, type and output metadata."""
+    """A column that a name can resolve to: its ADQL name, where it is read, type and metadata.
+
+    ``source`` is the (unquoted) alias of the relation it is read from and ``field`` its name
+    there; a column merged by a FULL JOIN's USING/NATURAL reads either side (``merge``). The SQL
+    emitter turns these into its dialect's text; the checker writes no SQL.
+    """
 
     name: str
-    sql: str
+    source: str | None
+    field: str
     etype: EType
     meta: dict
     table: str | None = None  # qualified model table of a plain stored column
     column: str | None = None
     stored_region: bool = False  # an STC-S string column (xtype adql:REGION)
+    merge: tuple[ScopeCol, ScopeCol] | None = None
 
 
 @dataclass
@@ -108,11 +97,15 @@ class OutCol:
 
 @dataclass
 class Source:
+    """A relation in FROM: ``sql_alias`` (unquoted, unique in the query) and ``relation``, what
+    it reads: ("table", schema, name), ("upload", name), ("metadata", name), ("cte", alias) or
+    ("derived",) for a subquery."""
+
     alias: n.Name | None
     table_name: str
     schema_name: str | None
     sql_alias: str
-    relation_sql: str
+    relation: tuple[str, ...]
     columns: list[ScopeCol]
     qualified: str | None = None  # model table, for the spatial fast path
     query: n.QueryExpr | None = None  # derived table or CTE body (None for stored tables)
@@ -248,7 +241,7 @@ class _Checker:
             i += 1
             alias = f"{base}_{i}"
         self.aliases_used.add(alias.lower())
-        return quote(alias)
+        return alias
 
     # ---------------------------------------------------------------- queries
     def query(self, q: n.Query) -> Checked:
@@ -257,9 +250,9 @@ class _Checker:
         for cte in q.ctes:
             cte_scope = Scope(None, ctes=dict(root.ctes))
             outs = self.query_expr(cte.query, cte_scope, top_level=True)
-            sql = self.sql_alias(cte.name.text)
-            src = Source(cte.name, cte.name.text, None, sql, sql,
-                         [ScopeCol(o.name, "", o.etype, o.meta) for o in outs], query=cte.query, cte=True)
+            alias = self.sql_alias(cte.name.text)
+            src = Source(cte.name, cte.name.text, None, alias, ("cte", alias),
+                         [ScopeCol(o.name, None, o.name, o.etype, o.meta) for o in outs], query=cte.query, cte=True)
             root.ctes[cte.name.key] = src
             self.out.ctes[id(cte)] = src
         outs = self.query_expr(q.body, root, top_level=True)
@@ -405,9 +398,9 @@ class _Checker:
         if isinstance(item, n.DerivedTable):
             sub_outer = Scope(outer, ctes=scope.ctes) if outer else Scope(None, ctes=scope.ctes)
             outs = self.query_expr(item.query, sub_outer)
-            sql = self.sql_alias(item.alias.text)
-            src = Source(item.alias, item.alias.text, None, sql, "",
-                         [ScopeCol(o.name, f"{sql}.{quote(o.name)}", o.etype, o.meta) for o in outs],
+            alias = self.sql_alias(item.alias.text)
+            src = Source(item.alias, item.alias.text, None, alias, ("derived",),
+                         [ScopeCol(o.name, alias, o.name, o.etype, o.meta) for o in outs],
                          query=item.query)
             self.add_source(scope, src, item)
             self.out.sources[id(item)] = src
@@ -426,14 +419,13 @@ class _Checker:
         for name, node in names:
             lcol = self._one_column(left, name, node, "left")
             rcol = self._one_column(right, name, node, "right")
-            if item.kind == "FULL":
-                sql = f"COALESCE({lcol.sql}, {rcol.sql})"
-            elif item.kind == "RIGHT":
-                sql = rcol.sql
+            if item.kind == "FULL":  # either side's value, whichever row exists
+                col = ScopeCol(lcol.name, None, lcol.field, lcol.etype, lcol.meta, None, lcol.column,
+                               lcol.stored_region, merge=(lcol, rcol))
             else:
-                sql = lcol.sql
-            col = ScopeCol(lcol.name, sql, lcol.etype, lcol.meta, lcol.table if item.kind != "FULL" else None,
-                           lcol.column, lcol.stored_region)
+                side = rcol if item.kind == "RIGHT" else lcol
+                col = ScopeCol(lcol.name, side.source, side.field, lcol.etype, lcol.meta, side.table,
+                               side.column, side.stored_region, side.merge)
             scope.merged[name.lower()] = col
             merged.append((name.lower(), col))
         self.out.join_merged[id(item)] = merged
@@ -465,33 +457,33 @@ class _Checker:
             while s is not None:
                 cte = next((v for k, v in s.ctes.items() if name.matches(v.table_name)), None)
                 if cte is not None:
-                    sql = self.sql_alias(ref.alias.text if ref.alias else cte.table_name)
-                    cols = [ScopeCol(c.name, f"{sql}.{quote(c.name)}", c.etype, c.meta) for c in cte.columns]
-                    return Source(ref.alias, cte.table_name, None, sql, cte.relation_sql, cols, cte=True)
+                    alias = self.sql_alias(ref.alias.text if ref.alias else cte.table_name)
+                    cols = [ScopeCol(c.name, alias, c.name, c.etype, c.meta) for c in cte.columns]
+                    return Source(ref.alias, cte.table_name, None, alias, cte.relation, cols, cte=True)
                 s = s.parent
         if schema is not None and schema.matches(UPLOAD_SCHEMA):
             table = self.uploads.get(name.text.lower())
             if table is None or (name.delimited and table.name != name.text):
                 raise _err(name, f"no uploaded table {name}", "unknown-table",
                            _suggest(name.text, [t.name for t in self.uploads.values()]))
-            relation = quote(upload_relation(table.name))
+            relation: tuple[str, ...] = ("upload", table.name)
             qualified = None
             schema_name = UPLOAD_SCHEMA
         else:
             table = self.model_table(parts, ref)
             if table.schema.upper() == METADATA_SCHEMA:
-                relation = quote(metadata_relation(table.name))
+                relation = ("metadata", table.name)
             else:
-                relation = f"{quote(table.schema)}.{quote(table.name)}"
+                relation = ("table", table.schema, table.name)
             qualified = table.qualified_name
             schema_name = table.schema
-        sql = self.sql_alias(ref.alias.text if ref.alias else table.name)
+        alias = self.sql_alias(ref.alias.text if ref.alias else table.name)
         cols = []
         for c in table.columns:
             et = _column_type(c)
-            cols.append(ScopeCol(c.name, f"{sql}.{quote(c.name)}", et, _column_meta(c), qualified, c.name,
+            cols.append(ScopeCol(c.name, alias, c.name, et, _column_meta(c), qualified, c.name,
                                  et.kind == "REGION"))
-        return Source(ref.alias, table.name, schema_name, sql, relation, cols, qualified)
+        return Source(ref.alias, table.name, schema_name, alias, relation, cols, qualified)
 
     def model_table(self, parts: tuple[n.Name, ...], ref):
         name = parts[-1]

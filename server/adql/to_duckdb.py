@@ -21,7 +21,8 @@ from functools import lru_cache
 from diavo.server.archive.layout import PLAIN, Layout, SpatialIndex
 
 from . import nodes as n
-from .check import Checked, quote
+from .check import Checked, ScopeCol
+from .dialect import DUCKDB, Dialect
 from .errors import ADQLError
 
 __all__ = ["Translation", "emit"]
@@ -81,14 +82,23 @@ def _num(v: float) -> str:
 
 
 class _Emitter:
-    def __init__(self, checked: Checked, layout: Layout = PLAIN) -> None:
+    def __init__(self, checked: Checked, layout: Layout = PLAIN, dialect: Dialect = DUCKDB) -> None:
         self.c = checked
         self.layout = layout
+        self.d = dialect
         self.params: list = []
         self.spatial = None
         #: True while emitting a WHERE or JOIN ... ON condition: the only places where the
         #: s_region fast path may name the table's rowid (not grouped, not aggregated).
         self.row_condition = False
+
+    def col(self, c: ScopeCol) -> str:
+        """The SQL of a resolved column in this dialect."""
+        if c.merge is not None:
+            return self.d.coalesce(self.col(c.merge[0]), self.col(c.merge[1]))
+        if c.source is None:
+            raise ADQLError(f"column {c.name} has no relation to be read from", code="unsupported")
+        return self.d.column(c.source, c.field)
 
     def param(self, value) -> str:
         self.params.append(value)
@@ -99,7 +109,7 @@ class _Emitter:
         parts = []
         for cte in q.ctes:
             src = self.c.ctes[id(cte)]
-            parts.append(f"{src.relation_sql} AS ({self.query_expr(cte.query)})")
+            parts.append(f"{self.d.relation(src.relation)} AS ({self.query_expr(cte.query)})")
         body = self.query_expr(q.body)
         return ("WITH " + ", ".join(parts) + " " + body) if parts else body
 
@@ -112,8 +122,8 @@ class _Emitter:
         if isinstance(qe.body, n.Select):
             return self.select(qe.body, qe.order_by, qe.offset)
         sql = f"SELECT * FROM ({self.query_expr(qe.body)}) AS _setop"
-        if qe.order_by:
-            sql += " ORDER BY " + ", ".join(self.order_item(o) for o in qe.order_by)
+        if self.sort_keys(qe.order_by):
+            sql += " ORDER BY " + ", ".join(self.order_item(o) for o in self.sort_keys(qe.order_by))
         if qe.offset is not None:
             sql += f" OFFSET {qe.offset}"
         return sql
@@ -132,10 +142,10 @@ class _Emitter:
         for item in sel.items:
             if isinstance(item, n.StarItem):
                 for col in self.c.stars[id(item)]:
-                    items.append(f"{self.output_value_col(col)} AS {quote(outs[i].name)}")
+                    items.append(f"{self.output_value_col(col)} AS {self.d.quote(outs[i].name)}")
                     i += 1
             else:
-                items.append(f"{self.output_value(item.expr)} AS {quote(outs[i].name)}")
+                items.append(f"{self.output_value(item.expr)} AS {self.d.quote(outs[i].name)}")
                 i += 1
         sql = "SELECT " + ("DISTINCT " if sel.quantifier == "DISTINCT" else "") + ", ".join(items)
         sql += " FROM " + ", ".join(self.from_item(f) for f in sel.from_)
@@ -145,8 +155,8 @@ class _Emitter:
             sql += " GROUP BY " + ", ".join(self.group_term(g) for g in sel.group_by)
         if sel.having is not None:
             sql += " HAVING " + self.other_cond(sel.having)
-        if order_by:
-            sql += " ORDER BY " + ", ".join(self.order_item(o) for o in order_by)
+        if self.sort_keys(order_by):
+            sql += " ORDER BY " + ", ".join(self.order_item(o) for o in self.sort_keys(order_by))
         if sel.top is not None:
             sql += f" LIMIT {sel.top}"
         if offset is not None:
@@ -164,7 +174,7 @@ class _Emitter:
         return self.x(e)
 
     def output_value_col(self, col) -> str:
-        return col.sql
+        return self.col(col)
 
     def group_term(self, g) -> str:
         target = self.c.group_targets.get(id(g))
@@ -174,6 +184,12 @@ class _Emitter:
             return str(target[1])
         return self.x(target[1])
 
+    def sort_keys(self, order_by) -> list:
+        """The ORDER BY items that sort: a constant other than a column position (``ORDER BY 0.0``,
+        ``'x'``) orders nothing, and DuckDB refuses it, so it is left out."""
+        return [o for o in order_by or () if self.c.order_targets.get(id(o)) is not None
+                or not isinstance(o.expr, n.Literal)]
+
     def order_item(self, o: n.OrderItem) -> str:
         target = self.c.order_targets.get(id(o))
         if target is None:
@@ -181,16 +197,16 @@ class _Emitter:
         elif target[0] == "position":
             sql = str(target[1])
         else:
-            sql = quote(target[1])
+            sql = self.d.quote(target[1])
         return sql + (" DESC NULLS FIRST" if o.descending else " ASC NULLS LAST")
 
     def from_item(self, f) -> str:
         if isinstance(f, n.TableRef):
             src = self.c.sources[id(f)]
-            return f"{src.relation_sql} AS {src.sql_alias}"
+            return f"{self.d.relation(src.relation)} AS {self.d.quote(src.sql_alias)}"
         if isinstance(f, n.DerivedTable):
             src = self.c.sources[id(f)]
-            return f"({self.query_expr(f.query)}) AS {src.sql_alias}"
+            return f"({self.query_expr(f.query)}) AS {self.d.quote(src.sql_alias)}"
         left, right = self.from_item(f.left), self.from_item(f.right)
         kind = {"INNER": "JOIN", "LEFT": "LEFT JOIN", "RIGHT": "RIGHT JOIN", "FULL": "FULL JOIN"}[f.kind]
         merged = self.c.join_merged.get(id(f), [])
@@ -207,11 +223,11 @@ class _Emitter:
             if isinstance(item, (n.TableRef, n.DerivedTable)):
                 for c in self.c.sources[id(item)].columns:
                     if c.name.lower() == name:
-                        return c.sql
+                        return self.col(c)
                 return None
             for k, col in self.c.join_merged.get(id(item), []):
                 if k == name:
-                    return col.sql
+                    return self.col(col)
             return find(item.left) or find(item.right)
         return f"{find(join.left)} = {find(join.right)}"
 
@@ -271,10 +287,9 @@ class _Emitter:
         index = self.layout.spatial.get(ca.table)
         if index is None or ca.column is None or cb.column is None or (ca.column, cb.column) != (index.ra, index.dec):
             return None
-        prefix_a, prefix_b = ca.sql[: -len(quote(ca.column))], cb.sql[: -len(quote(cb.column))]
-        if prefix_a != prefix_b or not prefix_a.endswith("."):
+        if ca.merge is not None or cb.merge is not None or ca.source is None or ca.source != cb.source:
             return None
-        return prefix_a, ca.sql, cb.sql, index
+        return self.d.quote(ca.source) + ".", self.col(ca), self.col(cb), index
 
     def _shape(self, g):
         """('circle', (ra, dec, r)) or ('polygon', flat) for constant CIRCLE/POLYGON/BOX."""
@@ -311,7 +326,7 @@ class _Emitter:
                 return None
             kind, params = shape
             if kind == "circle":
-                exact = _dot_test(pos[0], pos[3], params[0], params[1], params[2], ">=")
+                exact = _dot_test(self.d, pos[0], pos[3], params[0], params[1], params[2], ">=")
             else:
                 exact = f"adql_in_polygon({pos[1]}, {pos[2]}, [{', '.join(_num(v) for v in params)}]::DOUBLE[])"
             return self._ranges(pos[0], pos[3], kind, params, exact)
@@ -340,7 +355,7 @@ class _Emitter:
                 return None
             if radius < 0:
                 return "FALSE"
-            exact = _dot_test(pos[0], pos[3], centre[0], centre[1], radius, ">" if op == "<" else ">=")
+            exact = _dot_test(self.d, pos[0], pos[3], centre[0], centre[1], radius, ">" if op == "<" else ">=")
             return self._ranges(pos[0], pos[3], "circle", (*centre, radius), exact)
         return None
 
@@ -388,7 +403,7 @@ class _Emitter:
         (cx, cy, cz), radius = cap
         prefix, relation, column, (ra_col, dec_col, fov_col) = found
         inner = '"_region_candidates".'
-        ra, dec, fov = (f"{inner}{quote(c)}" for c in (ra_col, dec_col, fov_col))
+        ra, dec, fov = (f"{inner}{self.d.quote(c)}" for c in (ra_col, dec_col, fov_col))
         dot = (f"cos(radians({dec})) * (cos(radians({ra})) * {_num(cx)} + sin(radians({ra})) * {_num(cy)})"
                f" + sin(radians({dec})) * {_num(cz)}")
         reach = f"({_num(radius + REGION_MARGIN_DEG)} + {fov} / 2.0)"
@@ -399,7 +414,7 @@ class _Emitter:
         near = (f"({unknown} OR abs({dec} - ({_num(centre_dec)})) <= {reach} + {_num(REGION_MARGIN_DEG)}) "
                 f"AND ({unknown} OR {dot} >= cos(radians(least({reach}, 180.0))))")
         mode = (1 if region_first else 0) if call.name == "INTERSECTS" else (3 if region_first else 2)
-        chosen = (f"SELECT unnest(adql_region_select(list({inner}rowid), list({inner}{quote(column)}), "
+        chosen = (f"SELECT unnest(adql_region_select(list({inner}rowid), list({inner}{self.d.quote(column)}), "
                   f"{self.geo(other)}, {mode})) FROM {relation} AS \"_region_candidates\" WHERE {near}")
         return f"({prefix}rowid IN ({chosen}))"
 
@@ -413,20 +428,18 @@ class _Emitter:
             return None
         found = self.layout.regions.get((col.table, col.column))
         bounds = None if found is None else (found.ra, found.dec, found.diameter)
-        if bounds is None or not col.sql.endswith(quote(col.column)):
+        if bounds is None or col.merge is not None or col.source is None:
             return None
-        prefix = col.sql[: -len(quote(col.column))]
-        if not prefix.endswith("."):
-            return None
+        prefix = self.d.quote(col.source) + "."
         schema, _, table = col.table.partition(".")
-        return prefix, f"{quote(schema)}.{quote(table)}", col.column, bounds
+        return prefix, f"{self.d.quote(schema)}.{self.d.quote(table)}", col.column, bounds
 
     def _ranges(self, prefix: str, index: SpatialIndex, kind: str, params, exact: str) -> str | None:
         try:
             ranges = _healpix_ranges(kind, tuple(params), index.order)
         except ValueError:
             return None
-        col = f"{prefix}{quote(index.healpix)}"
+        col = f"{prefix}{self.d.quote(index.healpix)}"
         if not ranges:
             return "FALSE"
         filt = " OR ".join(f"{col} BETWEEN {lo} AND {hi}" for lo, hi in ranges)
@@ -448,7 +461,7 @@ class _Emitter:
                 return _num(e.value)
             return str(e.value)
         if isinstance(e, n.ColumnRef):
-            return self.c.cols[id(e)].sql
+            return self.col(self.c.cols[id(e)])
         if isinstance(e, n.Unary):
             return f"({e.op}{self.x(e.operand)})"
         if isinstance(e, n.BinaryOp):
@@ -533,7 +546,7 @@ class _Emitter:
             order = e.args[0]
             pos = self._position(e.args[1], e.args[2])
             if pos and isinstance(order, n.Literal) and order.kind == "integer" and 0 <= order.value <= pos[3].order:
-                return f"({pos[0]}{quote(pos[3].healpix)} >> {2 * (pos[3].order - order.value)})"
+                return f"({pos[0]}{self.d.quote(pos[3].healpix)} >> {2 * (pos[3].order - order.value)})"
             return (f"adql_healpix_index(CAST({args[0]} AS BIGINT), CAST({args[1]} AS DOUBLE), "
                     f"CAST({args[2]} AS DOUBLE))")
         if e.name == "ivo_interval_overlaps":
@@ -560,10 +573,10 @@ class _Emitter:
         if isinstance(e, n.ColumnRef):
             col = self.c.cols[id(e)]
             if col.stored_region:
-                return f"adql_region({col.sql})"
+                return f"adql_region({self.col(col)})"
             tag = _TAGS.get(col.etype.kind)
             if tag:
-                return f"list_prepend({tag}::DOUBLE, CAST({col.sql} AS DOUBLE[]))"
+                return f"list_prepend({tag}::DOUBLE, CAST({self.col(col)} AS DOUBLE[]))"
         return self.x(e)
 
     def _coords(self, p) -> tuple[str, str]:
@@ -642,7 +655,8 @@ class _Emitter:
         raise ADQLError(f"cannot translate {name}", e.line, e.column, code="unsupported")
 
 
-def _dot_test(prefix: str, index: SpatialIndex, ra: float, dec: float, radius: float, op: str) -> str:
+def _dot_test(dialect: Dialect, prefix: str, index: SpatialIndex, ra: float, dec: float, radius: float,
+              op: str) -> str:
     """Exact cone membership on a spatial table's stored unit vectors: the angle to the centre
     is at most r exactly when the dot product is at least cos(r). Rounding moves the boundary by
     about 1e-16 / sin(r) rad, far below any catalogue's precision, and no trigonometry runs per
@@ -653,7 +667,8 @@ def _dot_test(prefix: str, index: SpatialIndex, ra: float, dec: float, radius: f
         return "TRUE"
     a, d = math.radians(ra), math.radians(dec)
     centre = (math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d))
-    terms = " + ".join(f"{prefix}{quote(c)} * {_num(v)}" for c, v in zip(index.unit_vector, centre, strict=True))
+    pairs = zip(index.unit_vector, centre, strict=True)
+    terms = " + ".join(f"{prefix}{dialect.quote(c)} * {_num(v)}" for c, v in pairs)
     return f"({terms} {op} {_num(math.cos(math.radians(radius)))})"
 
 
@@ -672,9 +687,10 @@ def _box_vertices(ra: float, dec: float, w: float, h: float) -> tuple[float, ...
     return tuple(float(v) for v in box_vertices(ra, dec, w, h))
 
 
-def emit(checked: Checked, layout: Layout = PLAIN) -> Translation:
-    """DuckDB SQL for a checked query; ``layout`` (from the engine's storage) enables the fast paths."""
-    em = _Emitter(checked, layout)
+def emit(checked: Checked, layout: Layout = PLAIN, dialect: Dialect = DUCKDB) -> Translation:
+    """SQL for a checked query in ``dialect``; ``layout`` (from the engine's storage) enables the
+    fast paths."""
+    em = _Emitter(checked, layout, dialect)
     try:
         sql = em.query(checked.query)
     except RecursionError:

@@ -1,6 +1,6 @@
 """TAP_SCHEMA as Arrow tables, typed by the TAP_SCHEMA model itself (tap_schema.yaml).
 
-Engines register these under ``adql.check.metadata_relation(name)``; VOSI /tables renders the
+Engines register these under ``Dialect.metadata_relation(name)``; VOSI /tables renders the
 same rows, so the two descriptions can never drift apart.
 """
 from __future__ import annotations

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from diavo.server.adql.dialect import Dialect
 from diavo.server.archive.layout import Layout
 
 
@@ -115,6 +116,8 @@ class Engine(Protocol):
     name: str
     #: Where the engine's storage keeps what the SQL emitter's fast paths need.
     layout: Layout
+    #: How the engine spells SQL (identifiers, relations); the emitter writes through it.
+    dialect: Dialect
 
     def execute(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
                 uploads: dict | None = None) -> ResultSet: ...

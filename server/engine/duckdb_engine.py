@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from diavo.server.adql.dialect import DUCKDB, Dialect
 from diavo.server.engine.base import (
     Cancel,
     Deadlines,
@@ -42,6 +43,7 @@ class DuckDBEngine:
             model = load_model()
         self._model = model
         self.layout = store.physical_layout(model)
+        self.dialect: Dialect = DUCKDB
         # store.connect opens the catalog read-only with external access disabled: defence in
         # depth behind the ADQL translator (no writes, no files or URLs reachable from SQL).
         self._db = store.connect(Path(root), read_only=True)
@@ -58,13 +60,12 @@ class DuckDBEngine:
     # ---------------------------------------------------------------- cursors
     def _new_cursor(self):
         from diavo.server.adql import geometry
-        from diavo.server.adql.check import metadata_relation
         from diavo.server.archive.tap_schema import cached_tap_schema_tables
 
         cur = self._db.cursor()
         geometry.register_macros(cur)  # costs more than a cone query: done once per cursor
         for name, table in cached_tap_schema_tables(self._model).items():
-            cur.register(metadata_relation(name), table)
+            cur.register(self.dialect.metadata_relation(name), table)
         with self._lock:
             self._all.append(cur)
         return cur
@@ -76,7 +77,6 @@ class DuckDBEngine:
             return self._new_cursor()
 
     def _release(self, cur, uploads, discard: bool = False) -> None:
-        from diavo.server.adql.check import upload_relation
 
         if discard:
             with self._lock:
@@ -87,7 +87,7 @@ class DuckDBEngine:
             return
         for name in uploads or ():
             with contextlib.suppress(self._duckdb.Error):
-                cur.unregister(upload_relation(name))
+                cur.unregister(self.dialect.upload_relation(name))
         self._idle.put(cur)
 
     # ---------------------------------------------------------------- queries
@@ -95,7 +95,6 @@ class DuckDBEngine:
                uploads: dict | None = None) -> ResultStream:
         """Start the query and return its rows as a lazy stream (the cursor is held until the
         stream is exhausted or closed). Errors found while planning raise here, before any row."""
-        from diavo.server.adql.check import upload_relation
 
         cur = self._acquire()
         timed_out = threading.Event()
@@ -137,7 +136,7 @@ class DuckDBEngine:
 
         try:
             for name, table in (uploads or {}).items():
-                cur.register(upload_relation(name), table)
+                cur.register(self.dialect.upload_relation(name), table)
             if cancel is not None:
                 cancel.bind(interrupt)
             if limits.timeout_s:

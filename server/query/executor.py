@@ -35,7 +35,7 @@ class QueryService:
         t1 = time.perf_counter()
         checked = check(tree, self.model, uploads)
         t2 = time.perf_counter()
-        t = emit(checked, self.engine.layout)
+        t = emit(checked, self.engine.layout, self.engine.dialect)
         t3 = time.perf_counter()
         return EngineQuery(sql=t.sql, params=tuple(t.params), columns=tuple(t.columns),
                            timings=(("parse", t1 - t0), ("check", t2 - t1), ("translate", t3 - t2)))
@@ -83,7 +83,7 @@ def translate(query, model=None, *, uploads: Mapping[str, object] | None = None,
     the spatial fast paths are those the served archive gets.
 
     ``uploads`` maps TAP_UPLOAD table names to model ``Table`` objects; the engine must provide
-    each as the relation ``check.upload_relation(name)`` (``tap_upload__<name>``).
+    each as the relation its dialect names (``Dialect.upload_relation(name)``).
     """
     from diavo.server.adql.check import check
     from diavo.server.adql.parser import parse

@@ -3,7 +3,7 @@ parameter, fetch each table, and turn it into Arrow data plus the model metadata
 resolves names with.
 
 ``load_uploads(params, settings)`` returns ``{name: Upload}``. The caller registers
-``upload.data`` as ``check.upload_relation(name)`` on the DuckDB cursor and passes
+``upload.data`` as ``dialect.upload_relation(name)`` on the DuckDB cursor and passes
 ``{name: upload.table}`` to the translator.
 
 Decisions worth knowing:
