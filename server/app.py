@@ -96,7 +96,8 @@ def create_app(settings: Settings) -> Starlette:
         from diavo.server.uws.jobs import JobService
 
         model = load_model()
-        queries = QueryService(model=model, engine=open_engine(settings.engine, settings.root, model))
+        queries = QueryService(model=model, engine=open_engine(settings.engine, settings.root, model,
+                                                                       hats_dir=settings.hats_dir))
         tap_service = TapService(settings, queries)
         jobs = JobService(settings, tap_service.run_job)
         jobs.start()

@@ -73,6 +73,8 @@ def _cmd_serve(args) -> int:
         if args.engine.strip().lower() not in ENGINES:
             sys.exit(f"diavo serve: unknown engine {args.engine!r}; this diavo has {', '.join(ENGINES)}")
         settings = dataclasses.replace(settings, engine=args.engine.strip().lower())
+    if getattr(args, "hats", None):
+        settings = dataclasses.replace(settings, hats_dir=Path(args.hats))
     print(f"diavo serving {root} at {settings.base_url or f'http://{settings.host}:{settings.port}'}/ "
           f"(TAP: /tap)", flush=True)
     serve(settings, log_level=args.log_level)
@@ -203,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--log-queries", action="store_true",
                         help="put each query's ADQL text into its request log line")
         sp.add_argument("--engine", default=None, help="query engine (default duckdb, the embedded one)")
+        sp.add_argument("--hats", default=None,
+                        help="read the spatial tables from the HATS catalogs in this directory (diavo export --hats)")
         if with_state:
             sp.add_argument("--state-dir", default=None, help="UWS job store (default DIR/uws)")
             sp.add_argument("--workers", type=int, default=None, help="async job worker threads")

@@ -49,6 +49,9 @@ class Settings:
     log_queries: bool = False
     #: The engine that runs queries (``engine.ENGINES``): DuckDB, embedded, is the default.
     engine: str = "duckdb"
+    #: Read the spatial tables from the HATS catalogs in this directory (``diavo export --hats``)
+    #: instead of the catalog's own copies.
+    hats_dir: Path | None = None
 
     @property
     def jobs_dir(self) -> Path:

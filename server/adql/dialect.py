@@ -49,12 +49,24 @@ class Dialect:
     def coalesce(a: str, b: str) -> str:
         return f"COALESCE({a}, {b})"
 
+    @staticmethod
+    def string(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    def parquet(self, files: str) -> str:
+        """A relation reading Parquet files (a glob), for storages that keep a table so."""
+        raise NotImplementedError(f"the {self.name} dialect reads no Parquet files")
+
 
 class DuckDBDialect(Dialect):
     """DuckDB reads uploads and TAP_SCHEMA as relations registered on the cursor (which works
     on read-only connections)."""
 
     name = "duckdb"
+
+    def parquet(self, files: str) -> str:
+        # hive_partitioning off: HATS's Norder=/Dir=/Npix= directories are not columns of the table.
+        return f"read_parquet({self.string(files)}, hive_partitioning = false)"
 
 
 DUCKDB = DuckDBDialect()

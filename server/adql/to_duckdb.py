@@ -203,7 +203,9 @@ class _Emitter:
     def from_item(self, f) -> str:
         if isinstance(f, n.TableRef):
             src = self.c.sources[id(f)]
-            return f"{self.d.relation(src.relation)} AS {self.d.quote(src.sql_alias)}"
+            files = self.layout.parquet.get(src.qualified or "") if src.relation[0] == "table" else None
+            relation = self.d.parquet(files) if files else self.d.relation(src.relation)
+            return f"{relation} AS {self.d.quote(src.sql_alias)}"
         if isinstance(f, n.DerivedTable):
             src = self.c.sources[id(f)]
             return f"({self.query_expr(f.query)}) AS {self.d.quote(src.sql_alias)}"
@@ -325,7 +327,9 @@ class _Emitter:
             if pos is None or shape is None:
                 return None
             kind, params = shape
-            if kind == "circle":
+            if kind == "circle" and pos[3].unit_vector is None:  # no stored vectors: the generic test
+                exact = f"({self.x(c.left)} {c.op} {self.x(c.right)})"
+            elif kind == "circle":
                 exact = _dot_test(self.d, pos[0], pos[3], params[0], params[1], params[2], ">=")
             else:
                 exact = f"adql_in_polygon({pos[1]}, {pos[2]}, [{', '.join(_num(v) for v in params)}]::DOUBLE[])"
@@ -355,7 +359,10 @@ class _Emitter:
                 return None
             if radius < 0:
                 return "FALSE"
-            exact = _dot_test(self.d, pos[0], pos[3], centre[0], centre[1], radius, ">" if op == "<" else ">=")
+            if pos[3].unit_vector is None:
+                exact = f"({self.x(c.left)} {c.op} {self.x(c.right)})"
+            else:
+                exact = _dot_test(self.d, pos[0], pos[3], centre[0], centre[1], radius, ">" if op == "<" else ">=")
             return self._ranges(pos[0], pos[3], "circle", (*centre, radius), exact)
         return None
 
@@ -435,10 +442,14 @@ class _Emitter:
         return prefix, f"{self.d.quote(schema)}.{self.d.quote(table)}", col.column, bounds
 
     def _ranges(self, prefix: str, index: SpatialIndex, kind: str, params, exact: str) -> str | None:
+        cover = min(index.order, index.cover_order if index.cover_order is not None else index.order)
         try:
-            ranges = _healpix_ranges(kind, tuple(params), index.order)
+            ranges = _healpix_ranges(kind, tuple(params), cover)
         except ValueError:
             return None
+        if cover < index.order:  # the same cells, as ranges of the finer index
+            shift = 2 * (index.order - cover)
+            ranges = [(lo << shift, ((hi + 1) << shift) - 1) for lo, hi in ranges]
         col = f"{prefix}{self.d.quote(index.healpix)}"
         if not ranges:
             return "FALSE"
@@ -667,6 +678,7 @@ def _dot_test(dialect: Dialect, prefix: str, index: SpatialIndex, ra: float, dec
         return "TRUE"
     a, d = math.radians(ra), math.radians(dec)
     centre = (math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d))
+    assert index.unit_vector is not None, "only for storages that keep unit vectors"
     pairs = zip(index.unit_vector, centre, strict=True)
     terms = " + ".join(f"{prefix}{dialect.quote(c)} * {_num(v)}" for c, v in pairs)
     return f"({terms} {op} {_num(math.cos(math.radians(radius)))})"

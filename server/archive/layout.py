@@ -23,8 +23,12 @@ class SpatialIndex:
     #: Storage column holding the nested HEALPix index of (ra, dec) at ``order``.
     healpix: str
     order: int
-    #: Storage columns holding the position as a unit vector (x, y, z).
-    unit_vector: tuple[str, str, str]
+    #: Storage columns holding the position as a unit vector (x, y, z), when stored: a cone is
+    #: then one dot product per row; without them the exact test is the generic one.
+    unit_vector: tuple[str, str, str] | None = None
+    #: The order at which a region's cover is computed (at most ``order``; the ranges are then
+    #: shifted to ``order``): HATS's order 29 is far finer than any useful cover.
+    cover_order: int | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,9 @@ class Layout:
     spatial: Mapping[str, SpatialIndex] = field(default_factory=dict)
     #: (qualified table, footprint column) -> the columns that bound it.
     regions: Mapping[tuple[str, str], RegionBounds] = field(default_factory=dict)
+    #: Qualified table -> the Parquet files (a glob) it is read from instead of the catalog's own
+    #: table: a HATS catalog's ``dataset/**/*.parquet``.
+    parquet: Mapping[str, str] = field(default_factory=dict)
 
 
 #: A layout that knows nothing: every query is answered by plain scans.

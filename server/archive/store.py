@@ -26,6 +26,9 @@ IMAGES_DIR = "images"
 FORMAT_VERSION = 2
 HEALPIX_DEPTH = 16
 HEALPIX_COLUMN = "_healpix"
+#: HATS's index column: the nested HEALPix index at order 29.
+HATS_HEALPIX_COLUMN = "_healpix_29"
+HATS_HEALPIX_ORDER = 29
 #: Tables stored in HEALPix order, with the columns that give their position.
 SPATIAL_TABLES = {"dp1.DiaSource": ("ra", "dec"), "dp1.DiaObject": ("ra", "dec")}
 #: Storage columns of the spatial tables holding the position as a unit vector, so a cone test
@@ -80,6 +83,47 @@ def healpix_index(ra, dec, depth: int = HEALPIX_DEPTH) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     return lonlat_to_healpix(Longitude(np.asarray(ra), u.deg), Latitude(np.asarray(dec), u.deg),
                              depth).astype(np.int64)
+
+
+#: The name the catalog is attached under on a connection that also reads Parquet files.
+ATTACHED_CATALOG = "catalog"
+
+
+def connect_with_files(root: Path, directories: list[Path]):
+    """A query connection that reads the catalog and the Parquet files under ``directories``
+    only: an in-memory DuckDB with the catalog attached read-only, then external access disabled
+    except for those directories (no writes, no other file or URL reachable from SQL)."""
+    import duckdb
+
+    path = Path(root) / CATALOG
+    if not path.exists():
+        raise FileNotFoundError(f"no archive at {root} (missing {CATALOG}); build one with 'diavo demo build'")
+    con = duckdb.connect()
+    con.execute(f"ATTACH {_sql_string(str(path))} AS {ATTACHED_CATALOG} (READ_ONLY)")
+    con.execute(f"USE {ATTACHED_CATALOG}")
+    allowed = ", ".join(_sql_string(str(Path(d).resolve()) + "/") for d in directories)
+    con.execute(f"SET allowed_directories = [{allowed}]")
+    con.execute("SET enable_external_access = false")
+    return con
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def hats_layout(model, hats_dir: Path) -> Layout:
+    """The layout of an archive whose spatial tables are read from the HATS catalogs in
+    ``hats_dir`` (``diavo export --hats``): their ``_healpix_29`` index (covers computed at this
+    storage's own order and shifted), no stored unit vectors."""
+    base = physical_layout(model)
+    spatial, parquet = dict(base.spatial), {}
+    for name, (ra, dec) in SPATIAL_TABLES.items():
+        catalog = Path(hats_dir).resolve() / name
+        if not (catalog / "hats.properties").is_file():
+            raise FileNotFoundError(f"no HATS catalog for {name} in {hats_dir} (write one with 'diavo export --hats')")
+        spatial[name] = SpatialIndex(ra, dec, HATS_HEALPIX_COLUMN, HATS_HEALPIX_ORDER, None, cover_order=HEALPIX_DEPTH)
+        parquet[name] = str(catalog / "dataset" / "**" / "*.parquet")
+    return Layout(spatial=spatial, regions=base.regions, parquet=parquet)
 
 
 def connect(root: Path, read_only: bool = True):

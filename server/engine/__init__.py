@@ -15,11 +15,12 @@ if TYPE_CHECKING:
 ENGINES = ("duckdb",)
 
 
-def open_engine(name: str, root: Path, model) -> Engine:
-    """The engine called ``name`` over the archive at ``root`` (unknown names: ValueError)."""
+def open_engine(name: str, root: Path, model, hats_dir: Path | None = None) -> Engine:
+    """The engine called ``name`` over the archive at ``root`` (unknown names: ValueError); with
+    ``hats_dir``, the spatial tables are read from the HATS catalogs there."""
     key = (name or "duckdb").strip().lower()
     if key == "duckdb":
         from diavo.server.engine.duckdb_engine import DuckDBEngine
 
-        return DuckDBEngine(Path(root), model)
+        return DuckDBEngine(Path(root), model, hats_dir=hats_dir)
     raise ValueError(f"unknown engine {name!r}: this diavo has {', '.join(ENGINES)}")

@@ -31,7 +31,7 @@ from diavo.server.engine.base import (
 class DuckDBEngine:
     name = "duckdb"
 
-    def __init__(self, root: Path, model=None):
+    def __init__(self, root: Path, model=None, hats_dir: Path | None = None):
         import duckdb
 
         from diavo.server.adql import functions, geometry
@@ -42,11 +42,18 @@ class DuckDBEngine:
 
             model = load_model()
         self._model = model
-        self.layout = store.physical_layout(model)
         self.dialect: Dialect = DUCKDB
         # store.connect opens the catalog read-only with external access disabled: defence in
-        # depth behind the ADQL translator (no writes, no files or URLs reachable from SQL).
-        self._db = store.connect(Path(root), read_only=True)
+        # depth behind the ADQL translator (no writes, no files or URLs reachable from SQL). With
+        # HATS catalogs, only their directory is readable besides the catalog.
+        self._attached: str | None = None
+        if hats_dir is None:
+            self.layout = store.physical_layout(model)
+            self._db = store.connect(Path(root), read_only=True)
+        else:
+            self._attached = store.ATTACHED_CATALOG
+            self.layout = store.hats_layout(model, Path(hats_dir))
+            self._db = store.connect_with_files(Path(root), [Path(hats_dir)])
         self._duckdb = duckdb
         # Python UDFs die with the connection that registered them: register them on this
         # long-lived handle; cursors only add their own temp macros and registered relations.
@@ -66,6 +73,8 @@ class DuckDBEngine:
         geometry.register_macros(cur)  # costs more than a cone query: done once per cursor
         for name, table in cached_tap_schema_tables(self._model).items():
             cur.register(self.dialect.metadata_relation(name), table)
+        if self._attached:  # each cursor starts in the in-memory database: read the catalog's
+            cur.execute(f"USE {self._attached}")
         with self._lock:
             self._all.append(cur)
         return cur
