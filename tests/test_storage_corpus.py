@@ -51,6 +51,13 @@ CORPUS = {
     "geometry-out": "SELECT TOP 3 diaSourceId, POINT(ra, dec) AS p, COORD1(POINT(ra, dec)) AS c1, "
                     "DISTANCE(POINT(ra, dec), POINT(53, -28)) AS d FROM dp1.DiaSource ORDER BY diaSourceId",
     "select-star": f"SELECT * FROM dp1.DiaSource WHERE {CONE}",
+    "cone-or": f"SELECT diaSourceId FROM dp1.DiaSource WHERE {CONE} OR band = 'z'",
+    "not-cone": f"SELECT COUNT(*) AS n FROM dp1.DiaSource WHERE NOT ({CONE})",
+    "two-cones": f"SELECT diaSourceId FROM dp1.DiaSource WHERE {CONE} AND "
+                 "CONTAINS(POINT(ra, dec), CIRCLE(53.15, -27.75, 0.04)) = 1",
+    "cone-outer-join": "SELECT v.visit, s.diaSourceId FROM dp1.Visit AS v LEFT JOIN dp1.DiaSource AS s "
+                       "ON s.visit = v.visit WHERE CONTAINS(POINT(s.ra, s.dec), CIRCLE(53.125, -27.74, 0.05)) = 1",
+    "cone-subquery": f"SELECT COUNT(*) AS n FROM (SELECT diaSourceId FROM dp1.DiaSource WHERE {CONE}) AS c",
     "upload-match": "SELECT u.id, s.diaSourceId FROM TAP_UPLOAD.mine AS u JOIN dp1.DiaSource AS s "
                     "ON 1 = CONTAINS(POINT(s.ra, s.dec), CIRCLE(u.ra, u.dec, 0.01))",
 }
@@ -138,3 +145,18 @@ def test_tap_service_over_hats(small_archive, small_server, tmp_path_factory):
         assert answers[0] == answers[1] and len(answers[0][1]) > 100
     finally:
         proc.stop()
+
+
+def test_partitions_outside_the_cover_are_not_read(services):
+    import re
+
+    def files(adql):
+        sql = services["hats"].translate(adql).sql
+        return [len(re.findall(r"'[^']*Npix=\d+\.parquet'", m)) for m in re.findall(r"read_parquet\(\[(.*?)\]", sql)]
+    total = len(services["hats"].engine.layout.partitions["dp1.DiaSource"])
+    assert total > 3
+    (pruned,) = files(CORPUS["cone"])
+    assert 1 <= pruned < total
+    assert files(CORPUS["cone-or"]) == [total]  # under OR the cone cannot exclude a partition
+    assert files(CORPUS["not-cone"]) == [total]
+    assert files(CORPUS["two-cones"])[0] <= pruned

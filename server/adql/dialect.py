@@ -53,8 +53,8 @@ class Dialect:
     def string(text: str) -> str:
         return "'" + text.replace("'", "''") + "'"
 
-    def parquet(self, files: str) -> str:
-        """A relation reading Parquet files (a glob), for storages that keep a table so."""
+    def parquet(self, files: list[str]) -> str:
+        """A relation reading Parquet files, for storages that keep a table so."""
         raise NotImplementedError(f"the {self.name} dialect reads no Parquet files")
 
 
@@ -64,9 +64,9 @@ class DuckDBDialect(Dialect):
 
     name = "duckdb"
 
-    def parquet(self, files: str) -> str:
+    def parquet(self, files: list[str]) -> str:
         # hive_partitioning off: HATS's Norder=/Dir=/Npix= directories are not columns of the table.
-        return f"read_parquet({self.string(files)}, hive_partitioning = false)"
+        return f"read_parquet([{', '.join(self.string(f) for f in files)}], hive_partitioning = false)"
 
 
 DUCKDB = DuckDBDialect()

@@ -86,6 +86,10 @@ class _Emitter:
         self.c = checked
         self.layout = layout
         self.d = dialect
+        #: Comparisons that are top-level conjuncts of the WHERE being written: their HEALPix
+        #: cover may prune partitions. covers: SQL alias prefix -> the covers that must all hold.
+        self.prunable: set[int] = set()
+        self.covers: dict[str, list[list[tuple[int, int]]]] = {}
         self.params: list = []
         self.spatial = None
         #: True while emitting a WHERE or JOIN ... ON condition: the only places where the
@@ -148,9 +152,20 @@ class _Emitter:
                 items.append(f"{self.output_value(item.expr)} AS {self.d.quote(outs[i].name)}")
                 i += 1
         sql = "SELECT " + ("DISTINCT " if sel.quantifier == "DISTINCT" else "") + ", ".join(items)
-        sql += " FROM " + ", ".join(self.from_item(f) for f in sel.from_)
+        where = ""
         if sel.where is not None:
-            sql += " WHERE " + self.row_cond(sel.where)
+            # WHERE is written first, so that the FROM of a partitioned table reads only the
+            # partitions its spatial conjuncts touch; its bound parameters still follow FROM's.
+            outer_params, outer_prunable = self.params, self.prunable
+            self.params, self.prunable = [], {id(t) for t in _conjuncts(sel.where)}
+            try:
+                where = " WHERE " + self.row_cond(sel.where)
+                where_params = self.params
+            finally:
+                self.params, self.prunable = outer_params, outer_prunable
+        sql += " FROM " + ", ".join(self.from_item(f) for f in sel.from_) + where
+        if sel.where is not None:
+            self.params.extend(where_params)
         if sel.group_by:
             sql += " GROUP BY " + ", ".join(self.group_term(g) for g in sel.group_by)
         if sel.having is not None:
@@ -203,8 +218,8 @@ class _Emitter:
     def from_item(self, f) -> str:
         if isinstance(f, n.TableRef):
             src = self.c.sources[id(f)]
-            files = self.layout.parquet.get(src.qualified or "") if src.relation[0] == "table" else None
-            relation = self.d.parquet(files) if files else self.d.relation(src.relation)
+            parts = self.layout.partitions.get(src.qualified or "") if src.relation[0] == "table" else None
+            relation = self.d.parquet(self._files(parts, src)) if parts else self.d.relation(src.relation)
             return f"{relation} AS {self.d.quote(src.sql_alias)}"
         if isinstance(f, n.DerivedTable):
             src = self.c.sources[id(f)]
@@ -333,7 +348,7 @@ class _Emitter:
                 exact = _dot_test(self.d, pos[0], pos[3], params[0], params[1], params[2], ">=")
             else:
                 exact = f"adql_in_polygon({pos[1]}, {pos[2]}, [{', '.join(_num(v) for v in params)}]::DOUBLE[])"
-            return self._ranges(pos[0], pos[3], kind, params, exact)
+            return self._ranges(pos[0], pos[3], kind, params, exact, node=c)
         # DISTANCE(POINT(ra, dec), POINT(c1, c2)) < r  (or <=), also the four-number form
         if isinstance(left, n.GeometryCall) and left.name == "DISTANCE" and op in ("<", "<="):
             args = left.args
@@ -363,7 +378,7 @@ class _Emitter:
                 exact = f"({self.x(c.left)} {c.op} {self.x(c.right)})"
             else:
                 exact = _dot_test(self.d, pos[0], pos[3], centre[0], centre[1], radius, ">" if op == "<" else ">=")
-            return self._ranges(pos[0], pos[3], "circle", (*centre, radius), exact)
+            return self._ranges(pos[0], pos[3], "circle", (*centre, radius), exact, node=c)
         return None
 
     def _region_prefilter(self, call: n.GeometryCall) -> str | None:
@@ -441,7 +456,18 @@ class _Emitter:
         schema, _, table = col.table.partition(".")
         return prefix, f"{self.d.quote(schema)}.{self.d.quote(table)}", col.column, bounds
 
-    def _ranges(self, prefix: str, index: SpatialIndex, kind: str, params, exact: str) -> str | None:
+    def _files(self, parts, src) -> list[str]:
+        """The partition files that can hold rows of this source: those meeting every cover that
+        a top-level WHERE conjunct put on it (at least one file, so the relation stays typed)."""
+        covers = self.covers.get(self.d.quote(src.sql_alias) + ".", [])
+        index = self.layout.spatial[src.qualified]
+        kept = [p for p in parts
+                if all(any(lo <= hi_p and lo_p <= hi for lo, hi in cover)
+                       for cover in covers for lo_p, hi_p in [p.index_range(index.order)])]
+        return [p.path for p in (kept or parts[:1])]
+
+    def _ranges(self, prefix: str, index: SpatialIndex, kind: str, params, exact: str,
+                node=None) -> str | None:
         cover = min(index.order, index.cover_order if index.cover_order is not None else index.order)
         try:
             ranges = _healpix_ranges(kind, tuple(params), cover)
@@ -450,6 +476,8 @@ class _Emitter:
         if cover < index.order:  # the same cells, as ranges of the finer index
             shift = 2 * (index.order - cover)
             ranges = [(lo << shift, ((hi + 1) << shift) - 1) for lo, hi in ranges]
+        if node is not None and id(node) in self.prunable:
+            self.covers.setdefault(prefix, []).append(ranges)
         col = f"{prefix}{self.d.quote(index.healpix)}"
         if not ranges:
             return "FALSE"
@@ -682,6 +710,13 @@ def _dot_test(dialect: Dialect, prefix: str, index: SpatialIndex, ra: float, dec
     pairs = zip(index.unit_vector, centre, strict=True)
     terms = " + ".join(f"{prefix}{dialect.quote(c)} * {_num(v)}" for c, v in pairs)
     return f"({terms} {op} {_num(math.cos(math.radians(radius)))})"
+
+
+def _conjuncts(c) -> list:
+    """The conditions ANDed at the top of ``c``."""
+    if isinstance(c, n.BoolOp) and c.op == "AND":
+        return _conjuncts(c.left) + _conjuncts(c.right)
+    return [c]
 
 
 @lru_cache(maxsize=256)

@@ -42,14 +42,29 @@ class RegionBounds:
 
 
 @dataclass(frozen=True)
+class Partition:
+    """One file of a HEALPix-partitioned table: the rows whose position lies in cell ``pixel`` of
+    ``order`` (nested scheme)."""
+
+    order: int
+    pixel: int
+    path: str
+
+    def index_range(self, order: int) -> tuple[int, int]:
+        """The cell as an inclusive range of the index at ``order`` (at least this order)."""
+        shift = 2 * (order - self.order)
+        return self.pixel << shift, ((self.pixel + 1) << shift) - 1
+
+
+@dataclass(frozen=True)
 class Layout:
     #: Qualified model table name -> its HEALPix index.
     spatial: Mapping[str, SpatialIndex] = field(default_factory=dict)
     #: (qualified table, footprint column) -> the columns that bound it.
     regions: Mapping[tuple[str, str], RegionBounds] = field(default_factory=dict)
-    #: Qualified table -> the Parquet files (a glob) it is read from instead of the catalog's own
-    #: table: a HATS catalog's ``dataset/**/*.parquet``.
-    parquet: Mapping[str, str] = field(default_factory=dict)
+    #: Qualified table -> the Parquet files it is read from instead of the catalog's own table: a
+    #: HATS catalog's partitions, each the HEALPix cell (order, pixel) it holds and its file.
+    partitions: Mapping[str, tuple[Partition, ...]] = field(default_factory=dict)
 
 
 #: A layout that knows nothing: every query is answered by plain scans.

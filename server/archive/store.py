@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diavo.server.archive.layout import Layout, RegionBounds, SpatialIndex
+from diavo.server.archive.layout import Layout, Partition, RegionBounds, SpatialIndex
 
 MANIFEST = "archive.json"
 CATALOG = "catalog.duckdb"
@@ -107,6 +107,11 @@ def connect_with_files(root: Path, directories: list[Path]):
     return con
 
 
+def hats_partition_file(catalog: Path, order: int, pixel: int) -> Path:
+    """HATS v1.0: ``dataset/Norder=k/Dir=d/Npix=n.parquet``, d the pixel rounded down to 10,000."""
+    return catalog / "dataset" / f"Norder={order}" / f"Dir={pixel // 10000 * 10000}" / f"Npix={pixel}.parquet"
+
+
 def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -115,15 +120,20 @@ def hats_layout(model, hats_dir: Path) -> Layout:
     """The layout of an archive whose spatial tables are read from the HATS catalogs in
     ``hats_dir`` (``diavo export --hats``): their ``_healpix_29`` index (covers computed at this
     storage's own order and shifted), no stored unit vectors."""
+    import csv
+
     base = physical_layout(model)
-    spatial, parquet = dict(base.spatial), {}
+    spatial, partitions = dict(base.spatial), {}
     for name, (ra, dec) in SPATIAL_TABLES.items():
         catalog = Path(hats_dir).resolve() / name
         if not (catalog / "hats.properties").is_file():
             raise FileNotFoundError(f"no HATS catalog for {name} in {hats_dir} (write one with 'diavo export --hats')")
         spatial[name] = SpatialIndex(ra, dec, HATS_HEALPIX_COLUMN, HATS_HEALPIX_ORDER, None, cover_order=HEALPIX_DEPTH)
-        parquet[name] = str(catalog / "dataset" / "**" / "*.parquet")
-    return Layout(spatial=spatial, regions=base.regions, parquet=parquet)
+        with open(catalog / "partition_info.csv", newline="") as f:
+            cells = [(int(row["Norder"]), int(row["Npix"])) for row in csv.DictReader(f)]
+        partitions[name] = tuple(Partition(k, pix, str(hats_partition_file(catalog, k, pix)))
+                                 for k, pix in sorted(cells))
+    return Layout(spatial=spatial, regions=base.regions, partitions=partitions)
 
 
 def connect(root: Path, read_only: bool = True):
