@@ -88,14 +88,14 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        from diavo.server.archive.model import load_model
+        from diavo.server.archive.linked import archive_model
         from diavo.server.context import AppContext
         from diavo.server.engine import open_engine
         from diavo.server.query.executor import QueryService
         from diavo.server.query.tap import TapService
         from diavo.server.uws.jobs import JobService
 
-        model = load_model()
+        model = archive_model(settings.root)  # diavo's model and the archive's linked catalogs
         queries = QueryService(model=model, engine=open_engine(settings.engine, settings.root, model,
                                                                        hats_dir=settings.hats_dir))
         tap_service = TapService(settings, queries)

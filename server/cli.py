@@ -91,8 +91,23 @@ def _cmd_ingest(args) -> int:
         if not sep:
             sys.exit(f"diavo ingest: --table wants SCHEMA.TABLE=FILE, got {spec!r}")
         tables.append((name, Path(path)))
-    out = ingest(Path(args.dir), images=[Path(p) for p in args.images or []], tables=tables,
-                 base_url=args.base_url, copy=not args.link)
+    out: dict = {}
+    if tables or args.images:
+        out = ingest(Path(args.dir), images=[Path(p) for p in args.images or []], tables=tables,
+                     base_url=args.base_url, copy=not args.link)
+    for spec in args.hats or []:
+        from diavo.server.archive.linked import LinkError, link
+
+        name, sep, path = spec.partition("=")
+        if not sep:
+            sys.exit(f"diavo ingest: --hats wants SCHEMA.TABLE=PATH, got {spec!r}")
+        try:
+            linked = link(Path(args.dir), name, Path(path))
+        except (LinkError, OSError) as exc:
+            sys.exit(f"diavo ingest: {exc}")
+        out.setdefault("linked", {})[name] = str(linked.path)
+    if not out:
+        sys.exit("diavo ingest: give --images, --table or --hats")
     print(json.dumps(out))
     return 0
 
@@ -240,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--table", action="append", help="SCHEMA.TABLE=FILE (.parquet, .csv, .xml/.vot)")
     ing.add_argument("--base-url", default=None)
     ing.add_argument("--link", action="store_true", help="reference the FITS files in place instead of copying")
+    ing.add_argument("--hats", action="append",
+                     help="SCHEMA.TABLE=PATH: serve the HATS catalog (or collection) at PATH in place")
     ing.set_defaults(func=_cmd_ingest)
 
     adql = sub.add_parser("adql", help="check, translate or run ADQL 2.1 queries")

@@ -120,20 +120,46 @@ def hats_layout(model, hats_dir: Path) -> Layout:
     """The layout of an archive whose spatial tables are read from the HATS catalogs in
     ``hats_dir`` (``diavo export --hats``): their ``_healpix_29`` index (covers computed at this
     storage's own order and shifted), no stored unit vectors."""
-    import csv
-
     base = physical_layout(model)
     spatial, partitions = dict(base.spatial), {}
     for name, (ra, dec) in SPATIAL_TABLES.items():
         catalog = Path(hats_dir).resolve() / name
         if not (catalog / "hats.properties").is_file():
             raise FileNotFoundError(f"no HATS catalog for {name} in {hats_dir} (write one with 'diavo export --hats')")
-        spatial[name] = SpatialIndex(ra, dec, HATS_HEALPIX_COLUMN, HATS_HEALPIX_ORDER, None, cover_order=HEALPIX_DEPTH)
-        with open(catalog / "partition_info.csv", newline="") as f:
-            cells = [(int(row["Norder"]), int(row["Npix"])) for row in csv.DictReader(f)]
-        partitions[name] = tuple(Partition(k, pix, str(hats_partition_file(catalog, k, pix)))
-                                 for k, pix in sorted(cells))
+        spatial[name] = _hats_index(ra, dec)
+        partitions[name] = _hats_partitions(catalog)
     return Layout(spatial=spatial, regions=base.regions, partitions=partitions)
+
+
+def _hats_index(ra: str, dec: str) -> SpatialIndex:
+    return SpatialIndex(ra, dec, HATS_HEALPIX_COLUMN, HATS_HEALPIX_ORDER, None, cover_order=HEALPIX_DEPTH)
+
+
+def _hats_partitions(catalog: Path) -> tuple[Partition, ...]:
+    import csv
+
+    with open(catalog / "partition_info.csv", newline="") as f:
+        cells = [(int(row["Norder"]), int(row["Npix"])) for row in csv.DictReader(f)]
+    return tuple(Partition(k, pix, str(hats_partition_file(catalog, k, pix))) for k, pix in sorted(cells))
+
+
+def archive_layout(model, root: Path, hats_dir: Path | None = None) -> tuple[Layout, list[Path]]:
+    """The layout of the archive at ``root`` (its own tables, or the spatial ones from the HATS
+    catalogs in ``hats_dir``) with its linked HATS catalogs, and the directories the engine must
+    be able to read besides the catalog."""
+    from diavo.server.archive.linked import linked_catalogs
+
+    layout = hats_layout(model, hats_dir) if hats_dir is not None else physical_layout(model)
+    directories = [Path(hats_dir)] if hats_dir is not None else []
+    linked = linked_catalogs(root)
+    if not linked:
+        return layout, directories
+    spatial, partitions = dict(layout.spatial), dict(layout.partitions)
+    for qualified, (cat, _table) in linked.items():
+        spatial[qualified] = _hats_index(cat.ra, cat.dec)
+        partitions[qualified] = _hats_partitions(cat.path)
+        directories.append(cat.path)
+    return Layout(spatial=spatial, regions=layout.regions, partitions=partitions), directories
 
 
 def connect(root: Path, read_only: bool = True):

@@ -47,13 +47,12 @@ class DuckDBEngine:
         # depth behind the ADQL translator (no writes, no files or URLs reachable from SQL). With
         # HATS catalogs, only their directory is readable besides the catalog.
         self._attached: str | None = None
-        if hats_dir is None:
-            self.layout = store.physical_layout(model)
-            self._db = store.connect(Path(root), read_only=True)
-        else:
+        self.layout, directories = store.archive_layout(model, Path(root), Path(hats_dir) if hats_dir else None)
+        if directories:  # HATS catalogs to read: only their directories besides the catalog
             self._attached = store.ATTACHED_CATALOG
-            self.layout = store.hats_layout(model, Path(hats_dir))
-            self._db = store.connect_with_files(Path(root), [Path(hats_dir)])
+            self._db = store.connect_with_files(Path(root), directories)
+        else:
+            self._db = store.connect(Path(root), read_only=True)
         self._duckdb = duckdb
         # Python UDFs die with the connection that registered them: register them on this
         # long-lived handle; cursors only add their own temp macros and registered relations.
