@@ -25,3 +25,39 @@ def small_server(small_archive, tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+#: The bearer token of ``token_server`` (owner "alice").
+TEST_TOKEN = "diavo-test-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def test_token() -> str:
+    return TEST_TOKEN
+
+
+@pytest.fixture(scope="session")
+def token_server(small_archive, tmp_path_factory):
+    """A real ``diavo serve`` on the small demo archive that wants ``test_token``."""
+    from conformance.server_process import ServerProcess
+
+    work = tmp_path_factory.mktemp("token-server")
+    server = ServerProcess(archive=small_archive[0], state_dir=work / "uws", log_path=work / "server.log",
+                           extra_env={"DIAVO_TOKENS": f"{TEST_TOKEN}:alice"})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def small_hats(small_archive, tmp_path_factory):
+    """HATS catalogs of the small archive's spatial tables, in small partitions (several per
+    table), written once per session; None when LSDB is not installed."""
+    try:
+        from diavo.server.archive.hats_export import export_hats
+
+        out = tmp_path_factory.mktemp("small-hats")
+        export_hats(small_archive[0], out, partition_rows=5000)
+    except ImportError:
+        pytest.skip("lsdb is not installed")
+    return out

@@ -33,7 +33,6 @@ from diavo.shared.camera import CCD_HEIGHT, CCD_WIDTH
 
 VISIT, DETECTOR = 2024110800246, 2
 RA, DEC = 53.125, -27.740
-TOKEN = "client-test-token"
 TUTORIAL_WHERE = ("band.name = :band AND visit.timespan OVERLAPS :timespan AND "
                   "visit_detector_region.region OVERLAPS POINT(:ra, :dec)")
 
@@ -54,16 +53,6 @@ def server(request, small_archive, tmp_path_factory):
         pass
     work = tmp_path_factory.mktemp("client-server")
     proc = ServerProcess(archive=small_archive[0], state_dir=work / "uws", log_path=work / "server.log")
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def token_server(small_archive, tmp_path_factory):
-    work = tmp_path_factory.mktemp("client-token-server")
-    proc = ServerProcess(archive=small_archive[0], state_dir=work / "uws", log_path=work / "server.log",
-                         extra_env={"DIAVO_TOKENS": f"{TOKEN}:alice"})
     proc.start()
     yield proc
     proc.stop()
@@ -294,7 +283,7 @@ def test_dia_sources(archive):
 
 # -- tokens and the notebook helper -----------------------------------------------------------------
 
-def test_bearer_token_is_sent(token_server, monkeypatch):
+def test_bearer_token_is_sent(token_server, test_token, monkeypatch):
     for name in ("DIAVO_URL", "DIAVO_TOKEN", "EXTERNAL_TAP_URL", "ACCESS_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     anonymous = Archive(token_server.url, progress=False)  # capabilities are public
@@ -309,27 +298,27 @@ def test_bearer_token_is_sent(token_server, monkeypatch):
     with pytest.raises(ArchiveError, match="not valid"):
         wrong.cutout_fits({"visit": VISIT, "detector": DETECTOR}, RA, DEC, 0.005)
 
-    authed = Archive(token_server.url, token=TOKEN, progress=False)
+    authed = Archive(token_server.url, token=test_token, progress=False)
     refs = authed.query_datasets("difference_image", visit=VISIT, detector=DETECTOR)
     assert pairs(refs) == [(VISIT, DETECTOR)]
     assert authed.cutout_fits(refs[0], RA, DEC, 0.005)[:6] == b"SIMPLE"
     assert len(authed.dia_sources(VISIT, DETECTOR)) > 0  # the async job belongs to the token's owner
 
-    service = get_tap_service("tap", url=token_server.url, token=TOKEN)
+    service = get_tap_service("tap", url=token_server.url, token=test_token)
     assert len(service.search("SELECT TOP 1 lsst_visit FROM ivoa.ObsCore")) == 1
 
 
-def test_get_tap_service_reads_the_environment(token_server, monkeypatch):
+def test_get_tap_service_reads_the_environment(token_server, test_token, monkeypatch):
     for name in ("DIAVO_URL", "DIAVO_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("EXTERNAL_TAP_URL", token_server.tap_url)
-    monkeypatch.setenv("ACCESS_TOKEN", TOKEN)
+    monkeypatch.setenv("ACCESS_TOKEN", test_token)
     service = get_tap_service("tap")
     assert service.baseurl == token_server.tap_url
     assert len(service.search("SELECT TOP 2 lsst_visit FROM ivoa.ObsCore")) == 2
 
     monkeypatch.setenv("DIAVO_URL", token_server.url)  # diavo's own variables win
-    monkeypatch.setenv("DIAVO_TOKEN", TOKEN)
+    monkeypatch.setenv("DIAVO_TOKEN", test_token)
     monkeypatch.setenv("ACCESS_TOKEN", "stale")
     assert len(get_tap_service().search("SELECT TOP 1 lsst_visit FROM ivoa.ObsCore")) == 1
 
@@ -340,10 +329,10 @@ def test_get_tap_service_reads_the_environment(token_server, monkeypatch):
         get_tap_service("ssotap")
 
 
-def test_rubin_lsst_rsp_reads_the_same_variables(token_server, monkeypatch):
+def test_rubin_lsst_rsp_reads_the_same_variables(token_server, test_token, monkeypatch):
     rsp = pytest.importorskip("lsst.rsp", reason="lsst-rsp is not installed (it is not a diavo dependency)")
     monkeypatch.setenv("EXTERNAL_TAP_URL", token_server.tap_url)
-    monkeypatch.setenv("ACCESS_TOKEN", TOKEN)
+    monkeypatch.setenv("ACCESS_TOKEN", test_token)
     service = rsp.get_tap_service("tap")
     assert len(service.search("SELECT TOP 1 lsst_visit FROM ivoa.ObsCore")) == 1
 

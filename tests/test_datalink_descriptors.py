@@ -15,9 +15,6 @@ from astropy.io import fits
 from astropy.io.votable import parse
 from pyvo.dal.adhoc import SodaQuery
 
-from conformance.server_process import ServerProcess
-
-TOKEN = "descriptor-test-token-0123456789"
 RA, DEC = 53.125, -28.1
 ADQL = "SELECT TOP 3 obs_publisher_did, access_url, access_format, s_ra, s_dec FROM ivoa.ObsCore"
 
@@ -27,20 +24,11 @@ def open_server(small_server):
     return small_server
 
 
-@pytest.fixture(scope="module")
-def token_server(small_archive, tmp_path_factory):
-    work = tmp_path_factory.mktemp("descriptor-token-server")
-    proc = ServerProcess(archive=small_archive[0], state_dir=work / "uws", log_path=work / "server.log",
-                         extra_env={"DIAVO_TOKENS": f"{TOKEN}:alice"})
-    proc.start()
-    yield proc
-    proc.stop()
-
-
 def session_for(server) -> requests.Session:
     s = requests.Session()
-    if server.extra_env.get("DIAVO_TOKENS"):
-        s.headers["Authorization"] = f"Bearer {TOKEN}"
+    tokens = server.extra_env.get("DIAVO_TOKENS")
+    if tokens:
+        s.headers["Authorization"] = f"Bearer {tokens.split(':', 1)[0]}"
     return s
 
 

@@ -13,7 +13,6 @@ import pytest
 
 lsdb = pytest.importorskip("lsdb")
 
-from diavo.server.archive.hats_export import export_hats  # noqa: E402
 from diavo.server.engine.base import Limits  # noqa: E402
 from diavo.server.query.executor import open_service  # noqa: E402
 
@@ -21,11 +20,8 @@ CENTRES = [(53.125, -27.74, 0.05), (53.3, -27.9, 0.2), (59.1, -48.8, 0.3), (40.0
 
 
 @pytest.fixture(scope="module")
-def hats_dir(small_archive, tmp_path_factory):
-    out = tmp_path_factory.mktemp("hats")
-    # Small partitions, so the adaptive split really makes several of them.
-    export_hats(small_archive[0], out, partition_rows=5000)
-    return out
+def hats_dir(small_hats):
+    return small_hats  # small partitions, so the adaptive split really makes several of them
 
 
 def test_layout_is_hats(hats_dir):

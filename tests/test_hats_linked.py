@@ -21,7 +21,6 @@ lsdb = pytest.importorskip("lsdb")
 import pandas as pd  # noqa: E402
 
 from conformance.server_process import ServerProcess  # noqa: E402
-from diavo.server.archive.hats_export import export_hats  # noqa: E402
 
 DIAVO = Path(sys.executable).with_name("diavo")
 N = 5000
@@ -46,11 +45,10 @@ def survey(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
 
 
 @pytest.fixture(scope="module")
-def server(small_archive, survey, tmp_path_factory):
+def server(small_archive, small_hats, survey, tmp_path_factory):
     root = tmp_path_factory.mktemp("linked") / "archive"
     shutil.copytree(small_archive[0], root)
-    own = tmp_path_factory.mktemp("own-hats")
-    export_hats(small_archive[0], own, partition_rows=5000)
+    own = small_hats
     for spec in (f"ext.Survey={survey[0]}", f"ext.Sources={own / 'dp1.DiaSource'}"):
         proc = diavo("ingest", root, "--hats", spec)
         assert proc.returncode == 0, proc.stderr

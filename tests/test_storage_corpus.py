@@ -12,7 +12,6 @@ import pytest
 
 pytest.importorskip("lsdb")
 
-from diavo.server.archive.hats_export import export_hats  # noqa: E402
 from diavo.server.archive.model import Column, Table, load_model  # noqa: E402
 from diavo.server.engine.base import Limits  # noqa: E402
 from diavo.server.engine.duckdb_engine import DuckDBEngine  # noqa: E402
@@ -64,9 +63,8 @@ CORPUS = {
 
 
 @pytest.fixture(scope="module")
-def services(small_archive, tmp_path_factory):
-    hats = tmp_path_factory.mktemp("corpus-hats")
-    export_hats(small_archive[0], hats, partition_rows=5000)
+def services(small_archive, small_hats):
+    hats = small_hats
     model = load_model()
     native = QueryService(model, DuckDBEngine(small_archive[0], model))
     over_hats = QueryService(model, DuckDBEngine(small_archive[0], model, hats_dir=Path(hats)))
@@ -99,10 +97,8 @@ def test_same_answers_on_every_storage(services, name):
     other = run(services["hats"], adql)
     ordered = "ORDER BY" in adql
     assert other.column_names == reference.column_names
-    assert services["hats"].translate(adql, None if "TAP_UPLOAD" not in adql else
-                                      {"mine": uploads()["mine"].table}).columns == \
-        services["native"].translate(adql, None if "TAP_UPLOAD" not in adql else
-                                     {"mine": uploads()["mine"].table}).columns
+    tables = {"mine": uploads()["mine"].table} if "TAP_UPLOAD" in adql else None
+    assert services["hats"].translate(adql, tables).columns == services["native"].translate(adql, tables).columns
     assert rows(other, ordered) == rows(reference, ordered)
 
 
@@ -118,7 +114,7 @@ def test_hats_cone_prunes_by_healpix_29(services):
     assert '"_healpix" BETWEEN' in services["native"].translate(CORPUS["cone"]).sql
 
 
-def test_tap_service_over_hats(small_archive, small_server, tmp_path_factory):
+def test_tap_service_over_hats(small_archive, small_server, small_hats, tmp_path_factory):
     """``diavo serve --hats`` (here DIAVO_HATS_DIR): the same TAP answers over HTTP."""
     import io
 
@@ -127,8 +123,7 @@ def test_tap_service_over_hats(small_archive, small_server, tmp_path_factory):
 
     from conformance.server_process import ServerProcess
 
-    hats = tmp_path_factory.mktemp("served-hats")
-    export_hats(small_archive[0], hats, partition_rows=5000)
+    hats = small_hats
     work = tmp_path_factory.mktemp("hats-server")
     proc = ServerProcess(archive=small_archive[0], state_dir=work / "uws", log_path=work / "server.log",
                          extra_env={"DIAVO_HATS_DIR": str(hats)})

@@ -26,7 +26,6 @@ HIGHEST_ORDER = 10
 def export_hats(root: Path, out: Path, partition_rows: int = PARTITION_ROWS) -> dict[str, Path]:
     """Write each spatial table of the archive at ``root`` as a HATS catalog ``out/SCHEMA.TABLE``."""
     import lsdb
-    import pyarrow.parquet as pq
 
     from diavo.server.archive.model import load_model
 
@@ -46,7 +45,7 @@ def export_hats(root: Path, out: Path, partition_rows: int = PARTITION_ROWS) -> 
                                           partition_rows=partition_rows, highest_order=HIGHEST_ORDER)
             path = out / qualified
             catalog.write_catalog(path, as_collection=False, overwrite=True, progress_bar=False)
-            _describe_columns(path / "dataset" / "_common_metadata", table, pq)
+            _describe_columns(path / "dataset" / "_common_metadata", table)
             written[qualified] = path
     finally:
         con.close()
@@ -59,9 +58,10 @@ def _arrow_dtype(arrow_type):
     return pd.ArrowDtype(arrow_type)
 
 
-def _describe_columns(path: Path, table, pq) -> None:
+def _describe_columns(path: Path, table) -> None:
     """Units, UCDs and descriptions of the model's columns on the catalog schema's fields."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     schema = pq.read_schema(path)
     fields = []
