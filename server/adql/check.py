@@ -1,8 +1,8 @@
 """The checking pass: resolve every name of a parsed query against the data model, type every
 expression, expand ``*`` from the model and describe the output columns.
 
-``check(query, model, uploads=None)`` returns a :class:`Checked` holding the query and annotations
-keyed by ``id(node)`` that to_duckdb.py reads. Hidden storage columns (``_healpix``) are never in
+``check(query, model, uploads=None)`` returns a :class:`Checked`: the query with its nodes
+annotated (nodes.py's annotation slots) and the output columns. Hidden storage columns (``_healpix``) are never in
 scope: ``*`` comes from the model, not from the database.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal, overload
 
@@ -143,21 +143,12 @@ class Scope:
 
 @dataclass
 class Checked:
-    """A checked query: the tree plus what the translator needs, keyed by id(node)."""
+    """A checked query: the tree, annotated in place (types, bound columns, sources, outputs;
+    see nodes.py), and the output columns' metadata."""
 
     query: n.Query
     columns: list[dict]  # output column metadata, in order
     outputs: list[OutCol]
-    cols: dict[int, ScopeCol] = field(default_factory=dict)  # ColumnRef → column
-    types: dict[int, EType] = field(default_factory=dict)  # expression → type
-    sources: dict[int, Source] = field(default_factory=dict)  # TableRef / DerivedTable → source
-    stars: dict[int, list[ScopeCol]] = field(default_factory=dict)  # StarItem → columns
-    select_outputs: dict[int, list[OutCol]] = field(default_factory=dict)  # Select → its outputs
-    order_targets: dict[int, tuple[str, Any]] = field(default_factory=dict)  # OrderItem → target
-    group_targets: dict[int, tuple[str, Any]] = field(default_factory=dict)  # group term → target
-    join_merged: dict[int, list[tuple[str, ScopeCol]]] = field(default_factory=dict)
-    unit_factors: dict[int, float] = field(default_factory=dict)  # IN_UNIT call → factor
-    ctes: dict[int, Source] = field(default_factory=dict)  # CTE → source
 
 
 def _suggest(name: str, candidates) -> str | None:
@@ -254,7 +245,7 @@ class _Checker:
             src = Source(cte.name, cte.name.text, None, alias, ("cte", alias),
                          [ScopeCol(o.name, None, o.name, o.etype, o.meta) for o in outs], query=cte.query, cte=True)
             root.ctes[cte.name.key] = src
-            self.out.ctes[id(cte)] = src
+            n.annotate(cte, source=src)
         outs = self.query_expr(q.body, root, top_level=True)
         self.out.outputs = outs
         self.out.columns = [o.meta for o in outs]
@@ -287,13 +278,13 @@ class _Checker:
             if not 1 <= item.position <= len(outs):
                 raise _err(item, f"ORDER BY position {item.position} is not in the select list "
                                  f"(1 to {len(outs)})", "type")
-            self.out.order_targets[id(item)] = ("position", item.position)
+            n.annotate(item, target=("position", item.position))
             return True
         expr = item.expr
         if isinstance(expr, n.ColumnRef) and len(expr.parts) == 1:
             for o in outs:
                 if expr.name.matches(o.name) or (o.key and expr.name.key == o.key):
-                    self.out.order_targets[id(item)] = ("output", o.name)
+                    n.annotate(item, target=("output", o.name))
                     return True
         if required:
             raise _err(item, f"ORDER BY {expr if isinstance(expr, n.ColumnRef) else 'expression'} after a "
@@ -309,7 +300,7 @@ class _Checker:
         for item in sel.items:
             if isinstance(item, n.StarItem):
                 cols = self.star(item, scope, sel)
-                self.out.stars[id(item)] = cols
+                n.annotate(item, expanded=cols)
                 for c in cols:
                     outs.append(OutCol(c.name, c.etype, dict(c.meta), c.name.lower(), item))
             else:
@@ -318,7 +309,7 @@ class _Checker:
                     name, key = item.alias.text, item.alias.key
                     meta = self.expr_meta(item.expr, et, name)
                 elif isinstance(item.expr, n.ColumnRef):
-                    col = self.out.cols[id(item.expr)]
+                    col = item.expr.bound
                     name, key = col.name, col.name.lower()
                     meta = dict(col.meta)
                 else:
@@ -327,21 +318,13 @@ class _Checker:
                     meta = self.expr_meta(item.expr, et, name)
                 outs.append(OutCol(name, et, meta, key, item))
         _dedupe(outs)
-        self.out.select_outputs[id(sel)] = outs
+        n.annotate(sel, outputs=outs)
         if sel.where is not None:
             self.cond(sel.where, scope)
+        targets: list[tuple[str, Any] | None] = []
         for g in sel.group_by:
-            if isinstance(g, n.Literal) and g.kind == "integer":
-                if not 1 <= g.value <= len(outs):
-                    raise _err(g, f"GROUP BY position {g.value} is not in the select list", "type")
-                self.out.group_targets[id(g)] = ("position", g.value)
-                continue
-            if isinstance(g, n.ColumnRef) and len(g.parts) == 1 and not self.lookup(g, scope, quiet=True):
-                match = [o for o in outs if o.key and g.name.key == o.key]
-                if match and isinstance(match[0].item, n.SelectItem):
-                    self.out.group_targets[id(g)] = ("expr", match[0].item.expr)
-                    continue
-            self.expr(g, scope)
+            targets.append(self.group_term(g, outs, scope))
+        n.annotate(sel, group_targets=tuple(targets))
         self.check_grouping(sel, scope)
         if sel.having is not None:
             self.cond(sel.having, scope)
@@ -349,6 +332,19 @@ class _Checker:
             if not self.order_by_output(item, outs, required=False):
                 self.expr(item.expr, scope)
         return outs
+
+    def group_term(self, g, outs: list[OutCol], scope: Scope) -> tuple[str, Any] | None:
+        """What a GROUP BY term groups by: a select-list position, an output alias, or itself."""
+        if isinstance(g, n.Literal) and g.kind == "integer":
+            if not 1 <= g.value <= len(outs):
+                raise _err(g, f"GROUP BY position {g.value} is not in the select list", "type")
+            return ("position", g.value)
+        if isinstance(g, n.ColumnRef) and len(g.parts) == 1 and not self.lookup(g, scope, quiet=True):
+            match = [o for o in outs if o.key and g.name.key == o.key]
+            if match and isinstance(match[0].item, n.SelectItem):
+                return ("expr", match[0].item.expr)
+        self.expr(g, scope)
+        return None
 
     def check_grouping(self, sel: n.Select, scope: Scope) -> None:
         """In a grouped SELECT every output is a grouping expression, an aggregate, or built
@@ -360,8 +356,8 @@ class _Checker:
             star = next(i for i in sel.items if isinstance(i, n.StarItem))
             raise _err(star, "* cannot be selected in a grouped query; name the grouped columns", "type")
         grouped_cols, grouped_exprs = set(), []
-        for g in sel.group_by:
-            target = self.out.group_targets.get(id(g))
+        for i, g in enumerate(sel.group_by):
+            target = sel.group_targets[i]
             if target is None:
                 expr = g
             elif target[0] == "expr":
@@ -369,21 +365,21 @@ class _Checker:
             else:
                 expr = sel.items[target[1] - 1].expr if isinstance(sel.items[target[1] - 1], n.SelectItem) else g
             grouped_exprs.append(_shape(expr))
-            if isinstance(expr, n.ColumnRef) and id(expr) in self.out.cols:
-                grouped_cols.add(id(self.out.cols[id(expr)]))
+            if isinstance(expr, n.ColumnRef) and expr.bound is not None:
+                grouped_cols.add(id(expr.bound))
         local = {id(c) for src in scope.sources for c in src.columns} | {id(c) for c in scope.merged.values()}
         for item in items:
             if _shape(item.expr) in grouped_exprs:
                 continue
             for ref in _free_columns(item.expr):
-                col = self.out.cols.get(id(ref))
+                col = ref.bound
                 if col is not None and id(col) in local and id(col) not in grouped_cols:
                     raise _err(ref, f"column {ref} must appear in GROUP BY or inside an aggregate function",
                                "type", "add it to GROUP BY, or wrap it in COUNT/MIN/MAX/AVG/SUM")
 
     def expr_meta(self, expr, et: EType, name: str) -> dict:
         if isinstance(expr, n.ColumnRef):
-            meta = dict(self.out.cols[id(expr)].meta)
+            meta = dict(expr.bound.meta)
             meta["name"] = name
             return meta
         return type_meta(et, name)
@@ -393,7 +389,7 @@ class _Checker:
         if isinstance(item, n.TableRef):
             src = self.table(item, scope)
             self.add_source(scope, src, item)
-            self.out.sources[id(item)] = src
+            n.annotate(item, source=src)
             return [src]
         if isinstance(item, n.DerivedTable):
             sub_outer = Scope(outer, ctes=scope.ctes) if outer else Scope(None, ctes=scope.ctes)
@@ -403,7 +399,7 @@ class _Checker:
                          [ScopeCol(o.name, alias, o.name, o.etype, o.meta) for o in outs],
                          query=item.query)
             self.add_source(scope, src, item)
-            self.out.sources[id(item)] = src
+            n.annotate(item, source=src)
             return [src]
         # Join
         require_join_condition(item)
@@ -428,7 +424,7 @@ class _Checker:
                                side.column, side.stored_region, side.merge)
             scope.merged[name.lower()] = col
             merged.append((name.lower(), col))
-        self.out.join_merged[id(item)] = merged
+        n.annotate(item, merged=merged)
         if item.condition is not None:
             self.cond(item.condition, scope)
         return left + right
@@ -524,8 +520,8 @@ class _Checker:
 
     def expand(self, item) -> list[ScopeCol]:
         if isinstance(item, (n.TableRef, n.DerivedTable)):
-            return list(self.out.sources[id(item)].columns)
-        merged = self.out.join_merged.get(id(item), [])
+            return list(item.source.columns)
+        merged = item.merged or []
         names = {k for k, _ in merged}
         rest = [c for c in self.expand(item.left) + self.expand(item.right) if c.name.lower() not in names]
         return [c for _, c in merged] + rest
@@ -577,7 +573,7 @@ class _Checker:
     # ---------------------------------------------------------------- expressions
     def expr(self, e, scope: Scope) -> EType:
         et = self._expr(e, scope)
-        self.out.types[id(e)] = et
+        n.annotate(e, etype=et)
         return et
 
     def _expr(self, e, scope: Scope) -> EType:
@@ -587,7 +583,7 @@ class _Checker:
             return EType({"real": "DOUBLE", "string": "VARCHAR", "hex": "BIGINT", "null": "NULL"}[e.kind])
         if isinstance(e, n.ColumnRef):
             col = self.lookup(e, scope)
-            self.out.cols[id(e)] = col
+            n.annotate(e, bound=col)
             return col.etype
         if isinstance(e, n.Unary):
             et = self.expr(e.operand, scope)
@@ -736,7 +732,7 @@ class _Checker:
             factor = float(src.to(dest))
         except u.UnitConversionError:
             raise _err(e, f"cannot convert {et.unit} to {target}", "unit") from None
-        self.out.unit_factors[id(e)] = factor
+        n.annotate(e, factor=factor)
         return EType("DOUBLE", target)
 
     def geometry(self, e: n.GeometryCall, scope: Scope) -> EType:
@@ -850,8 +846,7 @@ def _shape(node):
     if isinstance(node, n.Name):
         return ("name", node.key)
     if isinstance(node, n.Node):
-        return (type(node).__name__,) + tuple(
-            _shape(getattr(node, f.name)) for f in fields(node) if f.name not in ("line", "column"))
+        return (type(node).__name__,) + tuple(_shape(getattr(node, f)) for f in n.syntax_fields(type(node)))
     if isinstance(node, tuple):
         return tuple(_shape(x) for x in node)
     return node

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from functools import cache
 from typing import Any
 
 __all__ = [
@@ -16,14 +17,30 @@ __all__ = [
     "DerivedTable", "Exists", "Expr", "FromItem", "FunctionCall", "GeometryCall", "InList",
     "InSubquery", "IsNull", "Join", "Like", "Literal", "Name", "Node", "Not", "OrderItem", "Query",
     "QueryExpr", "ScalarSubquery", "Select", "SelectItem", "SetOp", "StarItem", "Subquery",
-    "TableRef", "Unary", "children", "walk",
+    "TableRef", "Unary", "annotate", "children", "syntax_fields", "walk",
 ]
+
+
+def _note() -> Any:
+    """An annotation slot: filled by the checker and the planner on the tree itself, ignored by
+    equality, repr and walks (a rewrite pass that replaces a node with ``dataclasses.replace``
+    carries its annotations along)."""
+    return field(default=None, kw_only=True, compare=False, repr=False, metadata={"note": True})
+
+
+def annotate(node: Node, **values: Any) -> None:
+    """Set annotation slots of a (frozen) node. Trees are built per query, so this never
+    touches a tree another query shares."""
+    for key, value in values.items():
+        object.__setattr__(node, key, value)
 
 
 @dataclass(frozen=True)
 class Node:
     line: int = field(default=0, kw_only=True, compare=False, repr=False)
     column: int = field(default=0, kw_only=True, compare=False, repr=False)
+    #: the ADQL type (check.EType) of an expression, once checked
+    etype: Any = _note()
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,8 @@ class ColumnRef(Node):
     def __str__(self) -> str:
         return dotted(self.parts)
 
+    #: the check.ScopeCol the name resolves to
+    bound: Any = _note()
 
 @dataclass(frozen=True)
 class Unary(Node):
@@ -103,6 +122,8 @@ class FunctionCall(Node):
     star: bool = False
     udf: bool = False
 
+    #: IN_UNIT: the conversion factor to the requested unit
+    factor: Any = _note()
 
 @dataclass(frozen=True)
 class GeometryCall(Node):
@@ -215,12 +236,15 @@ class TableRef(Node):
     def __str__(self) -> str:
         return dotted(self.parts)
 
+    #: the check.Source this relation is
+    source: Any = _note()
 
 @dataclass(frozen=True)
 class DerivedTable(Node):
     query: QueryExpr
     alias: Name
 
+    source: Any = _note()
 
 @dataclass(frozen=True)
 class Join(Node):
@@ -231,6 +255,8 @@ class Join(Node):
     condition: Condition | None = None
     using: tuple[Name, ...] | None = None
 
+    #: USING/NATURAL columns: (lower-case name, merged check.ScopeCol) pairs
+    merged: Any = _note()
 
 FromItem = TableRef | DerivedTable | Join
 
@@ -249,6 +275,8 @@ class StarItem(Node):
 
     qualifier: tuple[Name, ...] | None = None
 
+    #: the check.ScopeCol list it stands for
+    expanded: Any = _note()
 
 @dataclass(frozen=True)
 class OrderItem(Node):
@@ -256,6 +284,8 @@ class OrderItem(Node):
     descending: bool = False
     position: int | None = None  # ORDER BY 2: the 1-based select-list position
 
+    #: ("position", k) or ("output", name) when it sorts by an output column
+    target: Any = _note()
 
 @dataclass(frozen=True)
 class Select(Node):
@@ -267,6 +297,9 @@ class Select(Node):
     group_by: tuple[Expr, ...] = ()
     having: Condition | None = None
 
+    #: its output columns (check.OutCol), and what each GROUP BY term groups by
+    outputs: Any = _note()
+    group_targets: Any = _note()
 
 @dataclass(frozen=True)
 class SetOp(Node):
@@ -290,6 +323,7 @@ class CTE(Node):
     name: Name
     query: QueryExpr
 
+    source: Any = _note()
 
 @dataclass(frozen=True)
 class Query(Node):
@@ -299,12 +333,16 @@ class Query(Node):
     ctes: tuple[CTE, ...] = ()
 
 
+@cache
+def syntax_fields(cls: type) -> tuple[str, ...]:
+    """The fields of a node class that hold what was written (no positions, no annotations)."""
+    return tuple(f.name for f in fields(cls) if f.name not in ("line", "column") and not f.metadata.get("note"))
+
+
 def children(node: Node) -> Iterator[Node]:
     """The direct child nodes, in field order (tuples and (when, then) pairs are flattened)."""
-    for f in fields(node):
-        if f.name in ("line", "column"):
-            continue
-        value = getattr(node, f.name)
+    for name in syntax_fields(type(node)):
+        value = getattr(node, name)
         if isinstance(value, Node):
             yield value
         elif isinstance(value, tuple):

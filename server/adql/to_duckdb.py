@@ -112,7 +112,7 @@ class _Emitter:
     def query(self, q: n.Query) -> str:
         parts = []
         for cte in q.ctes:
-            src = self.c.ctes[id(cte)]
+            src = cte.source
             parts.append(f"{self.d.relation(src.relation)} AS ({self.query_expr(cte.query)})")
         body = self.query_expr(q.body)
         return ("WITH " + ", ".join(parts) + " " + body) if parts else body
@@ -140,12 +140,12 @@ class _Emitter:
             self.row_condition = outer
 
     def _select(self, sel: n.Select, order_by, offset) -> str:
-        outs = self.c.select_outputs[id(sel)]
+        outs = sel.outputs
         items = []
         i = 0
         for item in sel.items:
             if isinstance(item, n.StarItem):
-                for col in self.c.stars[id(item)]:
+                for col in item.expanded:
                     items.append(f"{self.output_value_col(col)} AS {self.d.quote(outs[i].name)}")
                     i += 1
             else:
@@ -167,7 +167,8 @@ class _Emitter:
         if sel.where is not None:
             self.params.extend(where_params)
         if sel.group_by:
-            sql += " GROUP BY " + ", ".join(self.group_term(g) for g in sel.group_by)
+            terms = zip(sel.group_by, sel.group_targets, strict=True)
+            sql += " GROUP BY " + ", ".join(self.group_term(g, t) for g, t in terms)
         if sel.having is not None:
             sql += " HAVING " + self.other_cond(sel.having)
         if self.sort_keys(order_by):
@@ -179,9 +180,9 @@ class _Emitter:
         return sql
 
     def output_value(self, e) -> str:
-        et = self.c.types[id(e)]
+        et = e.etype
         if et.kind in ("POINT", "CIRCLE", "POLYGON", "REGION") and not (
-            isinstance(e, n.ColumnRef) and self.c.cols[id(e)].stored_region
+            isinstance(e, n.ColumnRef) and e.bound.stored_region
         ):
             if isinstance(e, n.ColumnRef):  # a stored DALI array
                 return self.x(e)
@@ -191,8 +192,7 @@ class _Emitter:
     def output_value_col(self, col) -> str:
         return self.col(col)
 
-    def group_term(self, g) -> str:
-        target = self.c.group_targets.get(id(g))
+    def group_term(self, g, target) -> str:
         if target is None:
             return self.x(g)
         if target[0] == "position":
@@ -202,11 +202,11 @@ class _Emitter:
     def sort_keys(self, order_by) -> list:
         """The ORDER BY items that sort: a constant other than a column position (``ORDER BY 0.0``,
         ``'x'``) orders nothing, and DuckDB refuses it, so it is left out."""
-        return [o for o in order_by or () if self.c.order_targets.get(id(o)) is not None
+        return [o for o in order_by or () if o.target is not None
                 or not isinstance(o.expr, n.Literal)]
 
     def order_item(self, o: n.OrderItem) -> str:
-        target = self.c.order_targets.get(id(o))
+        target = o.target
         if target is None:
             sql = self.x(o.expr)
         elif target[0] == "position":
@@ -217,16 +217,16 @@ class _Emitter:
 
     def from_item(self, f) -> str:
         if isinstance(f, n.TableRef):
-            src = self.c.sources[id(f)]
+            src = f.source
             parts = self.layout.partitions.get(src.qualified or "") if src.relation[0] == "table" else None
             relation = self.d.parquet(self._files(parts, src)) if parts else self.d.relation(src.relation)
             return f"{relation} AS {self.d.quote(src.sql_alias)}"
         if isinstance(f, n.DerivedTable):
-            src = self.c.sources[id(f)]
+            src = f.source
             return f"({self.query_expr(f.query)}) AS {self.d.quote(src.sql_alias)}"
         left, right = self.from_item(f.left), self.from_item(f.right)
         kind = {"INNER": "JOIN", "LEFT": "LEFT JOIN", "RIGHT": "RIGHT JOIN", "FULL": "FULL JOIN"}[f.kind]
-        merged = self.c.join_merged.get(id(f), [])
+        merged = (f.merged or [])
         if f.condition is not None:
             on = self.row_cond(f.condition)
         elif merged or f.using is not None or f.natural:
@@ -238,11 +238,11 @@ class _Emitter:
     def _using_pair(self, join: n.Join, name: str) -> str:
         def find(item):
             if isinstance(item, (n.TableRef, n.DerivedTable)):
-                for c in self.c.sources[id(item)].columns:
+                for c in item.source.columns:
                     if c.name.lower() == name:
                         return self.col(c)
                 return None
-            for k, col in self.c.join_merged.get(id(item), []):
+            for k, col in (item.merged or []):
                 if k == name:
                     return self.col(col)
             return find(item.left) or find(item.right)
@@ -298,7 +298,7 @@ class _Emitter:
         """(SQL alias prefix, ra SQL, dec SQL, index) if a, b are a spatial table's own position."""
         if not (isinstance(a, n.ColumnRef) and isinstance(b, n.ColumnRef)):
             return None
-        ca, cb = self.c.cols.get(id(a)), self.c.cols.get(id(b))
+        ca, cb = a.bound, b.bound
         if ca is None or cb is None or ca.table is None or ca.table != cb.table:
             return None
         index = self.layout.spatial.get(ca.table)
@@ -445,7 +445,7 @@ class _Emitter:
         with bounds in the layout, read straight from its table."""
         if not isinstance(e, n.ColumnRef):
             return None
-        col = self.c.cols.get(id(e))
+        col = e.bound
         if col is None or not col.stored_region or col.table is None or col.column is None:
             return None
         found = self.layout.regions.get((col.table, col.column))
@@ -500,7 +500,7 @@ class _Emitter:
                 return _num(e.value)
             return str(e.value)
         if isinstance(e, n.ColumnRef):
-            return self.col(self.c.cols[id(e)])
+            return self.col(e.bound)
         if isinstance(e, n.Unary):
             return f"({e.op}{self.x(e.operand)})"
         if isinstance(e, n.BinaryOp):
@@ -513,7 +513,7 @@ class _Emitter:
             return self.cast(e)
         if isinstance(e, n.Case):
             # a geometry result: every branch as a tagged DOUBLE[] (a stored STC-S string too)
-            val = self.geo if self.c.types[id(e)].geometry else self.x
+            val = self.geo if e.etype.geometry else self.x
             sql = "CASE" + (f" {self.x(e.operand)}" if e.operand is not None else "")
             for when, then in e.whens:
                 w = self.x(when) if e.operand is not None else self.cond(when)
@@ -527,7 +527,7 @@ class _Emitter:
 
     def binary(self, e: n.BinaryOp) -> str:
         a, b = self.x(e.left), self.x(e.right)
-        ta, tb = self.c.types[id(e.left)], self.c.types[id(e.right)]
+        ta, tb = e.left.etype, e.right.etype
         if e.op == "/":
             ints = ("SMALLINT", "INTEGER", "BIGINT")
             if ta.kind in ints and tb.kind in ints:
@@ -548,16 +548,16 @@ class _Emitter:
         if e.star:
             return "count(*)"
         if name == "IN_UNIT":  # the unit string is used at translation time, not sent
-            factor = self.c.unit_factors[id(e)]
+            factor = e.factor
             return f"(CAST({self.x(e.args[0])} AS DOUBLE) * {_num(factor)})"
         # MIN/MAX/COALESCE of geometries: arguments as tagged DOUBLE[], like every geometry value
         # (a stored STC-S column would otherwise pass through as a string and lose its first
         # character to the tag-stripping slice of output_value)
-        val = self.geo if self.c.types[id(e)].geometry else self.x
+        val = self.geo if e.etype.geometry else self.x
         args = [val(a) for a in e.args]
         q = f"{e.quantifier} " if e.quantifier == "DISTINCT" else ""
         if name == "SUM":
-            et = self.c.types[id(e)]
+            et = e.etype
             sql = f"sum({q}{args[0]})"
             return f"CAST({sql} AS BIGINT)" if et.kind == "BIGINT" else f"CAST({sql} AS DOUBLE)"
         if name in ("AVG", "MIN", "MAX", "COUNT"):
@@ -598,7 +598,7 @@ class _Emitter:
 
     def cast(self, e: n.Cast) -> str:
         if e.target in _TAGS:
-            et = self.c.types[id(e.operand)]
+            et = e.operand.etype
             if et.geometry:
                 return self.geo(e.operand)
             tag = _TAGS[e.target]
@@ -610,7 +610,7 @@ class _Emitter:
     def geo(self, e) -> str:
         """A geometry-valued expression as a tagged DOUBLE[]."""
         if isinstance(e, n.ColumnRef):
-            col = self.c.cols[id(e)]
+            col = e.bound
             if col.stored_region:
                 return f"adql_region({self.col(col)})"
             tag = _TAGS.get(col.etype.kind)
@@ -651,7 +651,7 @@ class _Emitter:
             return "[3::DOUBLE, " + ", ".join(d(v) for c in corners for v in c) + "]"
         if name == "POLYGON":
             numeric = len(args) >= 6 and len(args) % 2 == 0 and all(
-                self.c.types[id(a)].numeric or self.c.types[id(a)].loose for a in args)
+                a.etype.numeric or a.etype.loose for a in args)
             if numeric:
                 return "[3::DOUBLE, " + ", ".join(d(self.x(a)) for a in args) + "]"
             return "[3::DOUBLE, " + ", ".join(d(c) for a in args for c in self._coords(a)) + "]"
