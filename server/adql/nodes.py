@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from functools import cache
 from typing import Any
 
 __all__ = [
@@ -21,11 +20,10 @@ __all__ = [
 ]
 
 
-def _note() -> Any:
-    """An annotation slot: filled by the checker and the planner on the tree itself, ignored by
-    equality, repr and walks (a rewrite pass that replaces a node with ``dataclasses.replace``
-    carries its annotations along)."""
-    return field(default=None, kw_only=True, compare=False, repr=False, metadata={"note": True})
+#: Marks an annotation slot: a field the checker and the planner fill on the tree itself, ignored
+#: by equality, repr and walks (a rewrite pass that replaces a node with ``dataclasses.replace``
+#: carries its annotations along).
+NOTE = {"note": True}
 
 
 def annotate(node: Node, **values: Any) -> None:
@@ -40,7 +38,7 @@ class Node:
     line: int = field(default=0, kw_only=True, compare=False, repr=False)
     column: int = field(default=0, kw_only=True, compare=False, repr=False)
     #: the ADQL type (check.EType) of an expression, once checked
-    etype: Any = _note()
+    etype: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ class ColumnRef(Node):
         return dotted(self.parts)
 
     #: the check.ScopeCol the name resolves to
-    bound: Any = _note()
+    bound: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
 
 @dataclass(frozen=True)
 class Unary(Node):
@@ -123,7 +121,7 @@ class FunctionCall(Node):
     udf: bool = False
 
     #: IN_UNIT: the conversion factor to the requested unit
-    factor: Any = _note()
+    factor: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
 
 @dataclass(frozen=True)
 class GeometryCall(Node):
@@ -237,14 +235,14 @@ class TableRef(Node):
         return dotted(self.parts)
 
     #: the check.Source this relation is
-    source: Any = _note()
+    source: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
 
 @dataclass(frozen=True)
 class DerivedTable(Node):
     query: QueryExpr
     alias: Name
 
-    source: Any = _note()
+    source: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
 
 @dataclass(frozen=True)
 class Join(Node):
@@ -256,7 +254,7 @@ class Join(Node):
     using: tuple[Name, ...] | None = None
 
     #: USING/NATURAL columns: (lower-case name, merged check.ScopeCol) pairs
-    merged: Any = _note()
+    merged: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
 
 FromItem = TableRef | DerivedTable | Join
 
@@ -276,7 +274,7 @@ class StarItem(Node):
     qualifier: tuple[Name, ...] | None = None
 
     #: the check.ScopeCol list it stands for
-    expanded: Any = _note()
+    expanded: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
 
 @dataclass(frozen=True)
 class OrderItem(Node):
@@ -285,7 +283,7 @@ class OrderItem(Node):
     position: int | None = None  # ORDER BY 2: the 1-based select-list position
 
     #: ("position", k) or ("output", name) when it sorts by an output column
-    target: Any = _note()
+    target: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
 
 @dataclass(frozen=True)
 class Select(Node):
@@ -298,8 +296,8 @@ class Select(Node):
     having: Condition | None = None
 
     #: its output columns (check.OutCol), and what each GROUP BY term groups by
-    outputs: Any = _note()
-    group_targets: Any = _note()
+    outputs: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
+    group_targets: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
 
 @dataclass(frozen=True)
 class SetOp(Node):
@@ -323,7 +321,7 @@ class CTE(Node):
     name: Name
     query: QueryExpr
 
-    source: Any = _note()
+    source: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
 
 @dataclass(frozen=True)
 class Query(Node):
@@ -333,10 +331,16 @@ class Query(Node):
     ctes: tuple[CTE, ...] = ()
 
 
-@cache
+_SYNTAX_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def syntax_fields(cls: type) -> tuple[str, ...]:
     """The fields of a node class that hold what was written (no positions, no annotations)."""
-    return tuple(f.name for f in fields(cls) if f.name not in ("line", "column") and not f.metadata.get("note"))
+    names = _SYNTAX_FIELDS.get(cls)
+    if names is None:  # a cache of a pure function of the (fixed) node classes
+        names = tuple(f.name for f in fields(cls) if f.name not in ("line", "column") and not f.metadata.get("note"))
+        _SYNTAX_FIELDS[cls] = names
+    return names
 
 
 def children(node: Node) -> Iterator[Node]:
