@@ -82,15 +82,17 @@ def brute_force(query):
 def bench_translate(service, repeat: int, centres) -> None:
     from diavo.server.adql.check import check
     from diavo.server.adql.parser import parse
-    from diavo.server.adql.to_duckdb import emit as emit_sql
+    from diavo.server.adql.plan import plan
+    from diavo.server.sql.emitter import emit as emit_sql
 
     model = service.model
+    engine = service.engine
     ra, dec = centres[0]
     for label, text in (("tutorial", TUTORIAL), ("cone", CONE.format(ra=ra, dec=dec, r=0.05))):
         ms, _ = median_ms(lambda text=text: service.translate(text), repeat, warm=10)
         p_ms, tree = median_ms(lambda text=text: parse(text), repeat)
         c_ms, checked = median_ms(lambda tree=tree: check(tree, model, None), repeat)
-        e_ms, _ = median_ms(lambda checked=checked: emit_sql(checked, service.engine.layout), repeat)
+        e_ms, _ = median_ms(lambda checked=checked: emit_sql(plan(checked, engine.layout), engine.dialect), repeat)
         emit(measure="translate", query=label, repeat=repeat, ms=ms, parse_ms=p_ms, check_ms=c_ms,
              emit_ms=e_ms, target_ms=TARGETS["translate_ms"])
     # A new centre every time, so the memoised HEALPix cover never helps.

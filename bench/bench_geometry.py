@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from diavo.server.adql import cover
 from diavo.server.adql import geometry as G
+from diavo.server.engine import duckdb_functions
 
 CENTRE = (53.1, -28.1)      # ECDFS, where DP1 is
 
@@ -84,15 +86,15 @@ def main(argv=None) -> None:
         build_table(path, args.rows)
         print(f"built {args.rows:,} rows in {time.perf_counter() - t:.1f} s")
     con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
-    G.register(con)
+    duckdb_functions.register(con)
     n = con.execute(f"SELECT count(*), avg(ra), avg(dec) FROM {table}").fetchall()[0]
     cra, cdec = (float(n[1]), float(n[2])) if args.archive else CENTRE
     print(f"table {table}: {n[0]:,} rows; cone at ({cra:.4f}, {cdec:.4f}) r={args.radius} deg; "
           f"median of {args.repeat}")
 
     r = args.radius
-    t_rng, ranges = median_ms(lambda: G.healpix_ranges("circle", (cra, cdec, r)), args.repeat)
-    hp = G.healpix_filter_sql(ranges)
+    t_rng, ranges = median_ms(lambda: cover.healpix_ranges("circle", (cra, cdec, r)), args.repeat)
+    hp = cover.healpix_filter_sql(ranges)
     cone = f"adql_in_circle(ra, dec, {cra!r}, {cdec!r}, {r!r})"
     cols = "ra, dec"
     rows = {}
@@ -104,7 +106,7 @@ def main(argv=None) -> None:
 
     print(f"healpix_ranges(circle): {t_rng:.3f} ms, {len(ranges)} ranges")
     report("cone, brute force (SQL macro)", f"SELECT {cols} FROM {table} WHERE {cone}", 7)
-    double, _, boolean, _, _ = G._types()
+    double, _, boolean, _, _ = duckdb_functions._types()
     con.create_function("udf_in_circle", _udf_in_circle, [double] * 5, boolean, type="arrow")
     report("cone, brute force (numpy arrow UDF)",
            f"SELECT {cols} FROM {table} WHERE udf_in_circle(ra, dec, {cra!r}, {cdec!r}, {r!r})", 3)
@@ -118,14 +120,14 @@ def main(argv=None) -> None:
     dra = 0.1 / np.cos(np.radians(cdec))
     verts = [cra + dra, cdec - 0.12, cra + dra * 1.2, cdec + 0.1, cra - dra, cdec + 0.12,
              cra - dra * 1.1, cdec - 0.1]
-    t_prng, pranges = median_ms(lambda: G.healpix_ranges("polygon", verts), args.repeat)
+    t_prng, pranges = median_ms(lambda: cover.healpix_ranges("polygon", verts), args.repeat)
     poly = "[" + ", ".join(repr(float(v)) for v in verts) + "]::DOUBLE[]"
     print(f"healpix_ranges(polygon): {t_prng:.3f} ms, {len(pranges)} ranges")
     rows.clear()
     report("polygon, brute force (UDF)",
            f"SELECT {cols} FROM {table} WHERE adql_in_polygon(ra, dec, {poly})", 3)
     report("polygon, HEALPix-pruned (UDF)", f"SELECT {cols} FROM {table} WHERE "
-           f"{G.healpix_filter_sql(pranges)} AND adql_in_polygon(ra, dec, {poly})")
+           f"{cover.healpix_filter_sql(pranges)} AND adql_in_polygon(ra, dec, {poly})")
     assert len(set(rows.values())) == 1, rows
 
     # adql_region on 16k STC-S strings (s_region-like, all different)

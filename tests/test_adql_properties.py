@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from diavo.server.adql import functions, geometry
 from diavo.server.adql.errors import ADQLError
 from diavo.server.archive import store
 from diavo.server.archive.layout import PLAIN
 from diavo.server.archive.model import load_model
+from diavo.server.engine import duckdb_functions
 from diavo.server.engine.base import Limits
 from diavo.server.query.executor import open_service, translate
 
@@ -60,8 +60,8 @@ def service(small_archive):
 def con(small_archive, service):
     # Same read-only configuration as the engine's handle (DuckDB shares the database instance).
     c = store.connect(small_archive[0])
-    geometry.register(c)
-    functions.register(c)
+    duckdb_functions.register(c)
+    duckdb_functions.register_healpix_index(c)
     yield _Quiet(c)
     c.close()
 

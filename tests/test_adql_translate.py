@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from diavo.server.adql import functions, geometry
 from diavo.server.adql.check import check
 from diavo.server.adql.errors import ADQLError
 from diavo.server.adql.parser import parse
 from diavo.server.archive.model import load_model
+from diavo.server.engine import duckdb_functions
 from diavo.server.query.executor import translate
 
 
@@ -21,8 +21,8 @@ def con(small_archive):
     from diavo.server.archive import store
 
     c = store.connect(small_archive[0])
-    geometry.register(c)
-    functions.register(c)
+    duckdb_functions.register(c)
+    duckdb_functions.register_healpix_index(c)
     yield c
     c.close()
 
@@ -238,7 +238,7 @@ def test_uploads(con, model):
 
     up = Table("TAP_UPLOAD", "mine", "", (Column("id", "int"), Column("ra", "double", unit="deg"),
                                            Column("dec", "double", unit="deg")))
-    from diavo.server.adql.dialect import DUCKDB
+    from diavo.server.sql.duckdb_dialect import DUCKDB
 
     data = pa.table({"id": [1, 2], "ra": [59.0, 10.0], "dec": [-49.0, 10.0]})
     con.register(DUCKDB.upload_relation("mine"), data)
@@ -293,10 +293,13 @@ def test_identifiers_and_relations_go_through_the_dialect(model):
     """The checker writes no SQL: a dialect that quotes with backticks (as Spark SQL does) gets
     backticks for every identifier and relation, and the DuckDB dialect today's text."""
     from diavo.server.adql.check import check
-    from diavo.server.adql.dialect import DUCKDB, Dialect
     from diavo.server.adql.parser import parse
-    from diavo.server.adql.to_duckdb import emit
+    from diavo.server.adql.plan import plan
+    from diavo.server.archive.layout import PLAIN
     from diavo.server.archive.model import Column, Table
+    from diavo.server.sql.dialect import Dialect
+    from diavo.server.sql.duckdb_dialect import DUCKDB
+    from diavo.server.sql.emitter import emit
 
     class Backticks(Dialect):
         @staticmethod
@@ -306,11 +309,11 @@ def test_identifiers_and_relations_go_through_the_dialect(model):
     adql = ("SELECT s.diaSourceId, v.airmass, u.x FROM dp1.DiaSource AS s FULL JOIN dp1.Visit AS v USING (visit) "
             "JOIN TAP_UPLOAD.mine AS u ON u.id = s.diaSourceId")
     up = Table("TAP_UPLOAD", "mine", "", (Column("id", "long"), Column("x", "double")))
-    checked = check(parse(adql), model, {"mine": up})
-    duck = emit(checked).sql
-    tick = emit(checked, dialect=Backticks()).sql
+    planned = plan(check(parse(adql), model, {"mine": up}), PLAIN)
+    duck = emit(planned, DUCKDB).sql
+    tick = emit(planned, Backticks()).sql
     assert '"dp1"."DiaSource" AS "s"' in duck and '"tap_upload__mine" AS "u"' in duck
     assert "`dp1`.`DiaSource` AS `s`" in tick and "`tap_upload__mine` AS `u`" in tick and '"' not in tick
-    assert 'COALESCE("s"."visit", "v"."visit")' in emit(check(parse(
-        "SELECT visit FROM dp1.DiaSource AS s FULL JOIN dp1.Visit AS v USING (visit)"), model)).sql
+    assert 'COALESCE("s"."visit", "v"."visit")' in emit(plan(check(parse(
+        "SELECT visit FROM dp1.DiaSource AS s FULL JOIN dp1.Visit AS v USING (visit)"), model), PLAIN), DUCKDB).sql
     assert DUCKDB.relation(("metadata", "Columns")) == '"tap_schema__columns"'

@@ -12,8 +12,10 @@ pytest.importorskip("cdshealpix")
 import astropy.units as u  # noqa: E402
 from astropy.coordinates import Latitude, Longitude, SkyCoord  # noqa: E402
 
+from diavo.server.adql import cover  # noqa: E402
 from diavo.server.adql import geometry as G  # noqa: E402
 from diavo.server.adql import spherical as S  # noqa: E402
+from diavo.server.engine import duckdb_functions  # noqa: E402
 
 READ_CONFIG = {"enable_external_access": False}
 
@@ -91,7 +93,7 @@ def ro_con(tmp_path_factory):
     con.execute("INSERT INTO pts SELECT * FROM src")
     con.close()
     ro = duckdb.connect(str(path), read_only=True, config=READ_CONFIG)
-    G.register(ro)
+    duckdb_functions.register(ro)
     yield ro, ra, dec
     ro.close()
 
@@ -407,7 +409,7 @@ def test_healpix_ranges_circles_superset():
                 (300.0, 89.9), (53.1, -28.1)]
     for _i, (ra, dec) in enumerate(centres):
         r = float(10 ** rng.uniform(-3.5, 0.7))
-        ranges = G.healpix_ranges("circle", (ra, dec, r))
+        ranges = cover.healpix_ranges("circle", (ra, dec, r))
         pra, pdec = random_in_cap(rng, ra, dec, r, 4000)
         # and points right at the edge
         pa = rng.random(2000) * 360
@@ -431,7 +433,7 @@ def test_healpix_ranges_polygons_superset():
         poly = S.make_polygon(flat(vra, vdec))
         if poly is None:          # a random star can come out degenerate; skip it
             continue
-        ranges = G.healpix_ranges("polygon", flat(vra, vdec))
+        ranges = cover.healpix_ranges("polygon", flat(vra, vdec))
         pra, pdec = random_in_cap(rng, ra0, dec0, radius * 1.01, 20000)
         # points hugging the edges, nudged 1e-10 rad inwards
         t = rng.random(3000)
@@ -448,9 +450,9 @@ def test_healpix_ranges_polygons_superset():
 def test_merge_ranges_only_grows():
     lo = np.array([0, 10, 30, 31, 100, 200])
     hi = np.array([5, 20, 30, 40, 150, 201])
-    assert G.merge_ranges(lo, hi, 64) == [(0, 5), (10, 20), (30, 40), (100, 150), (200, 201)]
-    assert G.merge_ranges(lo, hi, 3) == [(0, 40), (100, 150), (200, 201)]
-    assert G.merge_ranges(lo, hi, 1) == [(0, 201)]
+    assert cover.merge_ranges(lo, hi, 64) == [(0, 5), (10, 20), (30, 40), (100, 150), (200, 201)]
+    assert cover.merge_ranges(lo, hi, 3) == [(0, 40), (100, 150), (200, 201)]
+    assert cover.merge_ranges(lo, hi, 1) == [(0, 201)]
 
 
 def test_pruned_cone_equals_brute_force(tmp_path):
@@ -467,7 +469,7 @@ def test_pruned_cone_equals_brute_force(tmp_path):
     con.execute("CREATE TABLE t AS SELECT * FROM src ORDER BY _healpix")
     con.close()
     con = duckdb.connect(str(path), read_only=True, config=READ_CONFIG)
-    G.register(con)
+    duckdb_functions.register(con)
     centres = [(53.1, -28.1), (0.0, 0.0), (75.0, 89.0)]
     for i in range(50):
         cra, cdec = centres[i % 3]
@@ -475,14 +477,14 @@ def test_pruned_cone_equals_brute_force(tmp_path):
         r = float(10 ** rng.uniform(-2, 0))
         ra_c, dec_c = float(ra_c[0]), float(dec_c[0])
         cone = f"adql_in_circle(ra, dec, {ra_c!r}, {dec_c!r}, {r!r})"
-        where = G.healpix_filter_sql(G.healpix_ranges("circle", (ra_c, dec_c, r)))
+        where = cover.healpix_filter_sql(cover.healpix_ranges("circle", (ra_c, dec_c, r)))
         pruned = con.execute(f"SELECT count(*) FROM t WHERE {where} AND {cone}").fetchall()[0][0]
         brute = con.execute(f"SELECT count(*) FROM t WHERE {cone}").fetchall()[0][0]
         assert pruned == brute and brute > 0
     # a polygon as well
     vra, vdec = star_polygon(rng, 0.0, 0.0, 0.8, 9, False)
     poly = sql_list(flat(vra, vdec))
-    where = G.healpix_filter_sql(G.healpix_ranges("polygon", flat(vra, vdec)))
+    where = cover.healpix_filter_sql(cover.healpix_ranges("polygon", flat(vra, vdec)))
     pruned = con.execute(f"SELECT count(*) FROM t WHERE {where} AND adql_in_polygon(ra, dec, {poly})"
                          ).fetchall()[0][0]
     brute = con.execute(f"SELECT count(*) FROM t WHERE adql_in_polygon(ra, dec, {poly})"
@@ -493,7 +495,7 @@ def test_pruned_cone_equals_brute_force(tmp_path):
 
 def test_register_is_idempotent_on_read_only(ro_con):
     con, _, _ = ro_con
-    G.register(con)
+    duckdb_functions.register(con)
     assert _q(con, "SELECT adql_in_circle(10, 10, 10, 10.5, 0.6)") is True
 
 

@@ -19,7 +19,7 @@ import pytest
 from astropy.io.votable import parse
 from starlette.testclient import TestClient
 
-from diavo.server.adql import geometry, spherical
+from diavo.server.adql import cover, spherical
 from diavo.server.app import create_app
 from diavo.server.archive import store
 from diavo.server.query import sia as sia_query
@@ -579,11 +579,11 @@ def test_region_fast_path_only_where_rows_are_tested(root):
 
 
 def test_enclosing_caps():
-    (x, y, z), r = geometry.enclosing_cap("circle", (10.0, 20.0, 0.5))
+    (x, y, z), r = cover.enclosing_cap("circle", (10.0, 20.0, 0.5))
     assert r == 0.5 and math.isclose(z, math.sin(math.radians(20.0)))
-    assert geometry.enclosing_cap("point", (10.0, 20.0))[1] == 0.0
-    centre, r = geometry.enclosing_cap("polygon", (10.0, 20.0, 11.0, 20.0, 10.5, 21.0))
+    assert cover.enclosing_cap("point", (10.0, 20.0))[1] == 0.0
+    centre, r = cover.enclosing_cap("polygon", (10.0, 20.0, 11.0, 20.0, 10.5, 21.0))
     p = spherical.make_polygon((10.0, 20.0, 11.0, 20.0, 10.5, 21.0))
     assert np.all(np.degrees(spherical.angle_between(p.v, np.array(centre)[None])) <= r + 1e-12)
-    assert geometry.enclosing_cap("polygon", (0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0)) is None  # crossing edges
-    assert geometry.enclosing_cap("circle", (10.0, 95.0, 1.0)) is None
+    assert cover.enclosing_cap("polygon", (0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0)) is None  # crossing edges
+    assert cover.enclosing_cap("circle", (10.0, 95.0, 1.0)) is None

@@ -17,16 +17,16 @@ from astropy.io import fits
 from astropy.io.votable import parse as parse_votable
 from astropy.io.votable.tree import Field, Resource, TableElement, VOTableFile
 
-from diavo.server.adql import functions, geometry
-from diavo.server.adql.dialect import DUCKDB
 from diavo.server.adql.errors import ADQLError
 from diavo.server.archive import store
 from diavo.server.archive.model import load_model
+from diavo.server.engine import duckdb_functions
 from diavo.server.errors import TooLarge, UsageFault
 from diavo.server.output.votable import write_votable
 from diavo.server.params import Params
 from diavo.server.query.executor import translate
 from diavo.server.query.uploads import fetch_url, load_uploads
+from diavo.server.sql.duckdb_dialect import DUCKDB
 
 MODEL = load_model()
 _INT_NULLS = {"unsignedByte": 255, "short": -32768, "int": -2147483648, "long": -9223372036854775808}
@@ -78,8 +78,8 @@ def settings(tmp_path):
 @pytest.fixture(scope="module")
 def con(small_archive):
     c = store.connect(small_archive[0])
-    geometry.register_udfs(c)  # as the engine does: UDFs on the long-lived handle, macros per cursor
-    functions.register(c)
+    duckdb_functions.register_udfs(c)  # as the engine does: UDFs on the long-lived handle, macros per cursor
+    duckdb_functions.register_healpix_index(c)
     yield c
     c.close()
 
@@ -88,7 +88,7 @@ def run(con, adql: str, uploads: dict):
     t = translate(adql, MODEL, uploads={k: u.table for k, u in uploads.items()})
     cur = con.cursor()
     try:
-        geometry.register_macros(cur)
+        duckdb_functions.register_macros(cur)
         for name, up in uploads.items():
             cur.register(DUCKDB.upload_relation(name), up.data)
         return t, cur.sql(t.sql, params=t.params or None).to_arrow_table()

@@ -1,6 +1,6 @@
 """The catalogue of ADQL functions diavo understands: names, arities, argument and result types.
 
-check.py uses it to check calls, to_duckdb.py to translate them, and the capabilities document can
+check.py uses it to check calls, the SQL emitter to translate them, and the capabilities document can
 list the ``UDFS`` (TAPRegExt ``features-udf``) and the optional features from it. Argument kinds:
 ``numeric``, ``integer`` (a numeric of integer type), ``string``, ``geometry``, ``point``, ``any``.
 Result types are ADQL types: SMALLINT INTEGER BIGINT REAL DOUBLE VARCHAR TIMESTAMP BOOLEAN POINT
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AGGREGATES", "CATALOGUE", "Function", "RESERVED_WORDS", "UDFS", "feature_forms", "register"]
+__all__ = ["AGGREGATES", "CATALOGUE", "Function", "RESERVED_WORDS", "UDFS", "feature_forms"]
 
 # ADQL 2.1 section 2.1.3: SQL-92 reserved words, and the ADQL reserved words.
 SQL_RESERVED = frozenset("""
@@ -165,33 +165,3 @@ def feature_forms() -> dict[str, list[str]]:
     out["ivo://ivoa.net/std/TAPRegExt#features-adql-offset"] = ["OFFSET"]
     out["ivo://ivoa.net/std/TAPRegExt#features-adql-common-table"] = ["WITH"]
     return out
-
-
-def _healpix_index(order, lon, lat):
-    """Vectorised nested HEALPix index for DuckDB (Arrow arrays in and out)."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    missing = np.asarray(pc.is_null(order).to_numpy(zero_copy_only=False), dtype=bool)
-    order = np.asarray(pc.fill_null(order, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-    lon_a = pc.fill_null(pc.cast(lon, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
-    lat_a = pc.fill_null(pc.cast(lat, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
-    valid = np.isfinite(lon_a) & np.isfinite(lat_a) & (np.abs(lat_a) <= 90) & (order >= 0) & (order <= 29)
-    valid &= ~missing
-    out = np.zeros(len(lon_a), dtype=np.int64)
-    if valid.any():
-        from diavo.server.archive.store import healpix_index
-
-        for depth in np.unique(order[valid]):
-            sel = valid & (order == depth)
-            out[sel] = healpix_index(lon_a[sel] % 360.0, lat_a[sel], int(depth))
-    return pa.array(out, mask=~valid)
-
-
-def register(con) -> None:
-    """Install the SQL functions that the translated UDFs call (currently adql_healpix_index)."""
-    from .geometry import create_udf
-
-    create_udf(con, "adql_healpix_index", _healpix_index, ["BIGINT", "DOUBLE", "DOUBLE"], "BIGINT",
-               side_effects=False)

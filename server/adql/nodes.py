@@ -236,6 +236,8 @@ class TableRef(Node):
 
     #: the check.Source this relation is
     source: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
+    #: a partitioned table: the files the planner keeps for this query
+    files: Any = field(default=None, kw_only=True, compare=False, repr=False, metadata=NOTE)
 
 @dataclass(frozen=True)
 class DerivedTable(Node):

@@ -126,12 +126,12 @@ def hats_layout(model, hats_dir: Path) -> Layout:
         catalog = Path(hats_dir).resolve() / name
         if not (catalog / "hats.properties").is_file():
             raise FileNotFoundError(f"no HATS catalog for {name} in {hats_dir} (write one with 'diavo export --hats')")
-        spatial[name] = _hats_index(ra, dec)
+        spatial[name] = hats_index_of(ra, dec)
         partitions[name] = _hats_partitions(catalog)
     return Layout(spatial=spatial, regions=base.regions, partitions=partitions)
 
 
-def _hats_index(ra: str, dec: str) -> SpatialIndex:
+def hats_index_of(ra: str, dec: str) -> SpatialIndex:
     return SpatialIndex(ra, dec, HATS_HEALPIX_COLUMN, HATS_HEALPIX_ORDER, None, cover_order=HEALPIX_DEPTH)
 
 
@@ -156,7 +156,7 @@ def archive_layout(model, root: Path, hats_dir: Path | None = None) -> tuple[Lay
         return layout, directories
     spatial, partitions = dict(layout.spatial), dict(layout.partitions)
     for qualified, (cat, _table) in linked.items():
-        spatial[qualified] = _hats_index(cat.ra, cat.dec)
+        spatial[qualified] = hats_index_of(cat.ra, cat.dec)
         partitions[qualified] = _hats_partitions(cat.path)
         directories.append(cat.path)
     return Layout(spatial=spatial, regions=layout.regions, partitions=partitions), directories

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from diavo.server.adql.dialect import Dialect
 from diavo.server.archive.layout import Layout
+from diavo.server.sql.dialect import Dialect
 
 
 class EngineError(RuntimeError):
@@ -35,6 +35,18 @@ class EngineQuery:
     columns: tuple[dict, ...] = ()
     #: Seconds spent on parse, check and translate when it was made (for the request log).
     timings: tuple[tuple[str, float], ...] = ()
+    #: The same SQL before its outermost LIMIT/OFFSET, and those: engines cap the rows they
+    #: produce at MAXREC+1 with their dialect's LIMIT (``sql_for``).
+    head: str = ""
+    top: int | None = None
+    offset: int | None = None
+
+    def sql_for(self, maxrec: int | None, dialect: Dialect) -> str:
+        """The SQL producing at most ``maxrec`` + 1 rows (one more tells a fit from an overflow)."""
+        if maxrec is None or not self.head:
+            return self.sql
+        rows = maxrec + 1 if self.top is None else min(self.top, maxrec + 1)
+        return self.head + dialect.limit(rows, self.offset)
 
 
 @dataclass(frozen=True)

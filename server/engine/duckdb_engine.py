@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from diavo.server.adql.dialect import DUCKDB, Dialect
+from diavo.server.engine import duckdb_functions
 from diavo.server.engine.base import (
     Cancel,
     Deadlines,
@@ -26,6 +26,8 @@ from diavo.server.engine.base import (
     ResultSet,
     ResultStream,
 )
+from diavo.server.sql.dialect import Dialect
+from diavo.server.sql.duckdb_dialect import DUCKDB
 
 
 class DuckDBEngine:
@@ -34,7 +36,6 @@ class DuckDBEngine:
     def __init__(self, root: Path, model=None, hats_dir: Path | None = None):
         import duckdb
 
-        from diavo.server.adql import functions, geometry
         from diavo.server.archive import store
 
         if model is None:
@@ -56,8 +57,7 @@ class DuckDBEngine:
         self._duckdb = duckdb
         # Python UDFs die with the connection that registered them: register them on this
         # long-lived handle; cursors only add their own temp macros and registered relations.
-        geometry.register_udfs(self._db)
-        functions.register(self._db)
+        duckdb_functions.register_udfs(self._db)
         self._deadlines = Deadlines()
         self._idle: queue.LifoQueue = queue.LifoQueue()
         self._all: list = []
@@ -65,11 +65,10 @@ class DuckDBEngine:
 
     # ---------------------------------------------------------------- cursors
     def _new_cursor(self):
-        from diavo.server.adql import geometry
         from diavo.server.archive.tap_schema import cached_tap_schema_tables
 
         cur = self._db.cursor()
-        geometry.register_macros(cur)  # costs more than a cone query: done once per cursor
+        duckdb_functions.register_macros(cur)  # costs more than a cone query: done once per cursor
         for name, table in cached_tap_schema_tables(self._model).items():
             cur.register(self.dialect.metadata_relation(name), table)
         if self._attached:  # each cursor starts in the in-memory database: read the catalog's
@@ -153,7 +152,7 @@ class DuckDBEngine:
             # the flag on both sides of the call.
             if cancel is not None and cancel.cancelled:
                 raise QueryAborted("query aborted")
-            rel = cur.sql(query.sql, params=list(query.params) or None)
+            rel = cur.sql(query.sql_for(limits.maxrec, self.dialect), params=list(query.params) or None)
             if rel is None:
                 raise EngineError("the statement returned no rows")
             reader = rel.to_arrow_reader(limits.batch_rows)

@@ -28,17 +28,19 @@ class QueryService:
     def _translate(self, adql: str, uploads=None) -> EngineQuery:
         from diavo.server.adql.check import check
         from diavo.server.adql.parser import parse
-        from diavo.server.adql.to_duckdb import emit
+        from diavo.server.adql.plan import plan
+        from diavo.server.sql.emitter import emit
 
         t0 = time.perf_counter()
         tree = parse(adql)
         t1 = time.perf_counter()
         checked = check(tree, self.model, uploads)
         t2 = time.perf_counter()
-        t = emit(checked, self.engine.layout, self.engine.dialect)
+        t = emit(plan(checked, self.engine.layout), self.engine.dialect)
         t3 = time.perf_counter()
         return EngineQuery(sql=t.sql, params=tuple(t.params), columns=tuple(t.columns),
-                           timings=(("parse", t1 - t0), ("check", t2 - t1), ("translate", t3 - t2)))
+                           timings=(("parse", t1 - t0), ("check", t2 - t1), ("translate", t3 - t2)),
+                           head=t.head, top=t.top, offset=t.offset)
 
     def translate(self, adql: str, uploads=None) -> EngineQuery:
         """``uploads`` maps TAP_UPLOAD names to model Tables (the checker's view of them)."""
@@ -77,22 +79,25 @@ def open_service(root, engine: str = "duckdb") -> QueryService:
     return QueryService(model=model, engine=open_engine(engine, Path(root), model))
 
 
-def translate(query, model=None, *, uploads: Mapping[str, object] | None = None, layout=None):
-    """Parse (if ``query`` is text), check and translate a query to DuckDB SQL (the command line's
-    ``adql translate``, tests, benchmarks). ``layout`` defaults to the archive storage's own, so
-    the spatial fast paths are those the served archive gets.
+def translate(query, model=None, *, uploads: Mapping[str, object] | None = None, layout=None, dialect=None):
+    """Parse (if ``query`` is text), check, plan and emit a query (the command line's
+    ``adql translate``, tests, benchmarks). ``layout`` defaults to the archive storage's own and
+    ``dialect`` to DuckDB's, so the SQL is what the default served archive runs.
 
     ``uploads`` maps TAP_UPLOAD table names to model ``Table`` objects; the engine must provide
     each as the relation its dialect names (``Dialect.upload_relation(name)``).
     """
     from diavo.server.adql.check import check
     from diavo.server.adql.parser import parse
-    from diavo.server.adql.to_duckdb import emit
+    from diavo.server.adql.plan import plan
     from diavo.server.archive.store import physical_layout
+    from diavo.server.sql.duckdb_dialect import DUCKDB
+    from diavo.server.sql.emitter import emit
 
     if model is None:
         from diavo.server.archive.model import load_model
 
         model = load_model()
     tree = parse(query) if isinstance(query, str) else query
-    return emit(check(tree, model, uploads), physical_layout(model) if layout is None else layout)
+    planned = plan(check(tree, model, uploads), physical_layout(model) if layout is None else layout)
+    return emit(planned, DUCKDB if dialect is None else dialect)

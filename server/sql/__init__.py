@@ -1,0 +1,1 @@
+"""SQL for the engines: one emitter over planned ADQL, and a dialect per engine."""
