@@ -97,7 +97,7 @@ def create_app(settings: Settings) -> Starlette:
 
         model = archive_model(settings.root)  # diavo's model and the archive's linked catalogs
         queries = QueryService(model=model, engine=open_engine(settings.engine, settings.root, model,
-                                                                       hats_dir=settings.hats_dir))
+                                                                       hats_dir=settings.hats_source))
         tap_service = TapService(settings, queries)
         jobs = JobService(settings, tap_service.run_job)
         jobs.start()

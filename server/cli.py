@@ -75,6 +75,8 @@ def _cmd_serve(args) -> int:
         settings = dataclasses.replace(settings, engine=args.engine.strip().lower())
     if getattr(args, "hats", None):
         settings = dataclasses.replace(settings, hats_dir=Path(args.hats))
+    if getattr(args, "storage", None):
+        settings = dataclasses.replace(settings, storage=args.storage)
     print(f"diavo serving {root} at {settings.base_url or f'http://{settings.host}:{settings.port}'}/ "
           f"(TAP: /tap)", flush=True)
     serve(settings, log_level=args.log_level)
@@ -122,13 +124,19 @@ def _cmd_export(args) -> int:
 
         out.update({k: str(v) for k, v in export_parquet(Path(args.dir), Path(args.parquet)).items()})
     if args.hats:
-        try:
-            from diavo.server.archive.hats_export import export_hats
-            written = export_hats(Path(args.dir), Path(args.hats))
-        except ImportError as exc:
-            sys.exit(f"diavo export --hats needs LSDB: pip install -e '.[hats]' ({exc})")
+        from diavo.server.archive.hats_export import export_hats
+
+        written = export_hats(Path(args.dir), Path(args.hats), margin_arcsec=args.margin)
         out.update({f"{k} (HATS)": str(v) for k, v in written.items()})
     print(json.dumps(out))
+    return 0
+
+
+def _cmd_migrate(args) -> int:
+    _need_server_extra()
+    from diavo.server.archive.migrate import migrate
+
+    print(migrate(Path(args.dir)))
     return 0
 
 
@@ -220,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--log-queries", action="store_true",
                         help="put each query's ADQL text into its request log line")
         sp.add_argument("--engine", default=None, help="query engine (default duckdb, the embedded one)")
+        sp.add_argument("--storage", choices=["native", "hats"], default=None,
+                        help="where the spatial tables are read: the catalog's own copies (native, the "
+                             "default: fastest on DuckDB) or the archive's HATS catalogs (DIR/hats)")
         sp.add_argument("--hats", default=None,
                         help="read the spatial tables from the HATS catalogs in this directory (diavo export --hats)")
         if with_state:
@@ -279,7 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("dir")
     ex.add_argument("--parquet", help="output directory for one Parquet file per table")
     ex.add_argument("--hats", help="output directory for HATS catalogs of the spatial tables (LSDB opens them)")
+    ex.add_argument("--margin", type=float, default=None, metavar="ARCSEC",
+                    help="with --hats: also write each catalog's margin cache of this width, as a collection")
     ex.set_defaults(func=_cmd_export)
+
+    mig = sub.add_parser("migrate", help="bring an archive of an older format up to this diavo's (in place)")
+    mig.add_argument("dir")
+    mig.set_defaults(func=_cmd_migrate)
     return p
 
 

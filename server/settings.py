@@ -49,9 +49,27 @@ class Settings:
     log_queries: bool = False
     #: The engine that runs queries (``engine.ENGINES``): DuckDB, embedded, is the default.
     engine: str = "duckdb"
+    #: Where the spatial tables are read: ``native`` (the catalog's own copies, with stored unit
+    #: vectors: fastest on DuckDB) or ``hats`` (the archive's HATS catalogs, DIR/hats).
+    storage: str = "native"
     #: Read the spatial tables from the HATS catalogs in this directory (``diavo export --hats``)
-    #: instead of the catalog's own copies.
+    #: instead of the catalog's own copies (overrides ``storage``).
     hats_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.storage not in ("native", "hats"):
+            raise ValueError(f"storage must be native or hats, not {self.storage!r} (DIAVO_STORAGE, --storage)")
+
+    @property
+    def hats_source(self) -> Path | None:
+        """The directory of HATS catalogs the spatial tables are read from, if any."""
+        if self.hats_dir is not None:
+            return Path(self.hats_dir)
+        if self.storage == "hats":
+            from diavo.server.archive.store import own_hats_dir
+
+            return own_hats_dir(self.root)
+        return None
 
     @property
     def jobs_dir(self) -> Path:

@@ -51,13 +51,10 @@ def token_server(small_archive, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_hats(small_archive, tmp_path_factory):
-    """HATS catalogs of the small archive's spatial tables, in small partitions (several per
-    table), written once per session; None when LSDB is not installed."""
-    try:
-        from diavo.server.archive.hats_export import export_hats
+    """HATS catalogs of the small archive's spatial tables in small partitions (several per
+    table, unlike the archive's own DIR/hats), written once per session."""
+    from diavo.server.archive.hats_export import export_hats
 
-        out = tmp_path_factory.mktemp("small-hats")
-        export_hats(small_archive[0], out, partition_rows=5000)
-    except ImportError:
-        pytest.skip("lsdb is not installed")
+    out = tmp_path_factory.mktemp("small-hats")
+    export_hats(small_archive[0], out, partition_rows=5000)
     return out

@@ -8,6 +8,11 @@ by LSDB itself (``lsdb.from_dataframe`` then ``write_catalog``), so it is exactl
 hats read; the model's units, UCDs and descriptions are then added to the fields of
 ``dataset/_common_metadata``, the schema readers take a catalog's column metadata from.
 
+``diavo demo build`` and ``diavo ingest`` write these catalogs into the archive (``DIR/hats``,
+archive format 3) without a margin; ``diavo export --hats OUT --margin ARCSEC`` also writes each
+catalog's margin cache (the rows within ARCSEC outside each partition, for LSDB cross-matches) and
+the collection that ties the two together, LSDB's default layout.
+
 The rows pass through pandas in memory: fine for the demo archives (the dp1 scale needs a few
 GB); larger catalogs belong to ``hats-import``'s out-of-core pipeline.
 """
@@ -18,13 +23,19 @@ from pathlib import Path
 from diavo.server.archive import store
 
 #: Rows per HATS partition at most (LSDB's adaptive split stops below this), and the deepest
-#: HEALPix order a partition may have (order 10 pixels are about 3.4 arcmin across).
+#: HEALPix order a partition may have: order 8 pixels are 0.23 deg across, so a partition stays
+#: under the row limit up to ~5M rows per square degree, and the split's per-pixel histogram
+#: (12·4^k bins) costs a fraction of a second (order 10 cost 5 s per table).
 PARTITION_ROWS = 250_000
-HIGHEST_ORDER = 10
+HIGHEST_ORDER = 8
 
 
-def export_hats(root: Path, out: Path, partition_rows: int = PARTITION_ROWS) -> dict[str, Path]:
-    """Write each spatial table of the archive at ``root`` as a HATS catalog ``out/SCHEMA.TABLE``."""
+def export_hats(root: Path, out: Path, partition_rows: int = PARTITION_ROWS,
+                margin_arcsec: float | None = None) -> dict[str, Path]:
+    """Write each spatial table of the archive at ``root`` that has rows as a HATS catalog
+    ``out/SCHEMA.TABLE`` (a collection with its margin cache when ``margin_arcsec`` is given)."""
+    import shutil
+
     import lsdb
 
     from diavo.server.archive.model import load_model
@@ -40,12 +51,19 @@ def export_hats(root: Path, out: Path, partition_rows: int = PARTITION_ROWS) -> 
             key = ", ".join(f'"{k}"' for k in table.primary_key) or cols
             data = store.fetch_arrow(con, f'SELECT {cols} FROM "{table.schema}"."{table.name}" '
                                           f"ORDER BY {store.HEALPIX_COLUMN}, {key}")
+            path = out / qualified
+            if data.num_rows == 0:  # HATS has no empty catalog; the table is served natively
+                shutil.rmtree(path, ignore_errors=True)
+                continue
             frame = data.to_pandas(types_mapper=_arrow_dtype)
             catalog = lsdb.from_dataframe(frame, ra_column=ra, dec_column=dec, catalog_name=table.name,
-                                          partition_rows=partition_rows, highest_order=HIGHEST_ORDER)
-            path = out / qualified
-            catalog.write_catalog(path, as_collection=False, overwrite=True, progress_bar=False)
-            _describe_columns(path / "dataset" / "_common_metadata", table)
+                                          partition_rows=partition_rows, highest_order=HIGHEST_ORDER,
+                                          margin_threshold=margin_arcsec)
+            shutil.rmtree(path, ignore_errors=True)  # a catalog replaces a collection and vice versa
+            catalog.write_catalog(path, as_collection=margin_arcsec is not None, overwrite=True,
+                                  progress_bar=False)
+            for metadata in path.glob("**/dataset/_common_metadata"):  # the catalog and its margin
+                _describe_columns(metadata, table)
             written[qualified] = path
     finally:
         con.close()

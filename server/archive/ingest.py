@@ -184,5 +184,9 @@ def ingest(root: Path, images: Sequence[Path] = (), tables: Sequence[tuple[str, 
         con.execute("CHECKPOINT")
     finally:
         con.close()
+    if loaded.keys() & store.SPATIAL_TABLES.keys() or not store.own_hats_dir(root).exists():
+        from diavo.server.archive.hats_export import export_hats
+
+        export_hats(root, store.own_hats_dir(root))  # the spatial tables as HATS (archive format 3)
     manifest.write(root)
     return {"images": n_images, "tables": loaded}

@@ -1,9 +1,11 @@
 """An archive on disk: a directory holding the DuckDB catalog, a manifest and (for ingested
 archives) image files.
 
-Layout of DIR:
-  archive.json     what built the archive (scale, seed, base URL, HEALPix depth)
+Layout of DIR (archive format 3):
+  archive.json     what built the archive (scale, seed, base URL, HEALPix depth, format)
   catalog.duckdb   schemas ivoa, dp1 (served) and diavo (internal: how to produce each image)
+  hats/            the spatial tables as HATS catalogs (hats/dp1.DiaSource, hats/dp1.DiaObject),
+                   what LSDB, Spark and ``diavo serve --storage hats`` read
   images/          FITS files copied in by ``diavo ingest``
 
 The served tables are created from the Felis data model. Spatially queried tables carry one
@@ -23,7 +25,9 @@ from diavo.server.archive.layout import Layout, Partition, RegionBounds, Spatial
 MANIFEST = "archive.json"
 CATALOG = "catalog.duckdb"
 IMAGES_DIR = "images"
-FORMAT_VERSION = 2
+#: The archive's own HATS catalogs of its spatial tables (format 3).
+HATS_DIR = "hats"
+FORMAT_VERSION = 3
 HEALPIX_DEPTH = 16
 HEALPIX_COLUMN = "_healpix"
 #: HATS's index column: the nested HEALPix index at order 29.
@@ -68,10 +72,25 @@ class Manifest:
     @classmethod
     def read(cls, root: Path) -> Manifest:
         data = json.loads((root / MANIFEST).read_text())
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{root} holds archive format {data.get('format_version')}, "
-                             f"this diavo reads format {FORMAT_VERSION}")
+        version = data.get("format_version")
+        if version == 2:
+            raise ArchiveFormatError(
+                f"{root} holds archive format 2 (no HATS catalogs); this diavo reads format {FORMAT_VERSION}: "
+                f"migrate it in place with 'diavo migrate {root}' (writes its spatial tables as HATS under "
+                f"{Path(root) / HATS_DIR}; nothing else changes)")
+        if version != FORMAT_VERSION:
+            raise ArchiveFormatError(f"{root} holds archive format {version}, this diavo reads format "
+                                     f"{FORMAT_VERSION}: rebuild it with 'diavo demo build' or 'diavo ingest'")
         return cls(**data)
+
+
+class ArchiveFormatError(ValueError):
+    """An archive written by another version of diavo (the message says what to run)."""
+
+
+def own_hats_dir(root: Path) -> Path:
+    """Where an archive keeps the HATS catalogs of its spatial tables."""
+    return Path(root) / HATS_DIR
 
 
 def healpix_index(ra, dec, depth: int = HEALPIX_DEPTH) -> np.ndarray:
@@ -120,12 +139,18 @@ def hats_layout(model, hats_dir: Path) -> Layout:
     """The layout of an archive whose spatial tables are read from the HATS catalogs in
     ``hats_dir`` (``diavo export --hats``): their ``_healpix_29`` index (covers computed at this
     storage's own order and shifted), no stored unit vectors."""
+    from diavo.server.archive.linked import catalog_dir
+
     base = physical_layout(model)
     spatial, partitions = dict(base.spatial), {}
-    for name, (ra, dec) in SPATIAL_TABLES.items():
-        catalog = Path(hats_dir).resolve() / name
-        if not (catalog / "hats.properties").is_file():
-            raise FileNotFoundError(f"no HATS catalog for {name} in {hats_dir} (write one with 'diavo export --hats')")
+    found = {name: Path(hats_dir).resolve() / name for name in SPATIAL_TABLES}
+    found = {name: catalog_dir(path) for name, path in found.items()  # a catalog, or a collection
+             if (path / "hats.properties").is_file() or (path / "collection.properties").is_file()}
+    if not found:
+        raise FileNotFoundError(f"no HATS catalog of {', '.join(SPATIAL_TABLES)} in {hats_dir} "
+                                "(write them with 'diavo export --hats')")
+    for name, catalog in found.items():  # a table with no catalog (no rows) is read natively
+        ra, dec = SPATIAL_TABLES[name]
         spatial[name] = hats_index_of(ra, dec)
         partitions[name] = _hats_partitions(catalog)
     return Layout(spatial=spatial, regions=base.regions, partitions=partitions)

@@ -226,8 +226,13 @@ def build_demo(root: Path, scale: str = "small", seed: int = 42, base_url: str |
     t_obj = time.perf_counter()
     con.execute("CHECKPOINT")
     con.close()
+    from diavo.server.archive.hats_export import export_hats
+
+    export_hats(root, store.own_hats_dir(root))  # the spatial tables as HATS (archive format 3)
+    t_hats = time.perf_counter()
     store.Manifest(scale=scale, seed=seed, base_url=base_url).write(root)
     return {"visits": len(visit_rows), "images": len(image_rows), "diasources": n_src, "diaobjects": n_obj,
             "seconds_sky": round(t_sky, 2), "seconds_tables": round(t_meta - t0 - t_sky, 2),
             "seconds_diasource": round(t_src - t_meta, 2), "seconds_diaobject": round(t_obj - t_src, 2),
+            "seconds_hats": round(t_hats - t_obj, 2),
             "seconds_total": round(time.perf_counter() - t0, 2)}
