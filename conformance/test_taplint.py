@@ -1,8 +1,10 @@
-"""STILTS taplint, every default stage, against the session's server: no errors allowed.
+"""STILTS taplint, every default stage, against the session's server and against the same archive
+served from its HATS catalogs (``DIAVO_STORAGE=hats``): no errors allowed on either.
 
-The full report is kept in the reports directory (taplint.txt, plus taplint-summary.json with
-per-stage counts and every error, warning and validator failure). Warnings and failures do not
-fail the run; each one is re-issued as a pytest warning so it shows in the summary.
+The full reports are kept in the reports directory (taplint.txt and taplint-hats.txt, plus
+taplint-summary*.json with per-stage counts and every error, warning and validator failure).
+Warnings and failures do not fail the run; each one is re-issued as a pytest warning so it shows
+in the summary.
 """
 from __future__ import annotations
 
@@ -25,14 +27,31 @@ class TaplintWarning(UserWarning):
     """A taplint warning (W) or validator failure (F): not fatal, but to be looked at."""
 
 
-@pytest.fixture(scope="module")
-def taplint(stilts, tap_url, reports_dir):
+@pytest.fixture(scope="module", params=["native", "hats"])
+def taplint(request, stilts, reports_dir, archive_dir, tmp_path_factory):
+    from conformance.server_process import ServerProcess
+
+    server = None
+    if request.param == "native":
+        tap_url = request.getfixturevalue("tap_url")
+        suffix = ""
+    else:
+        work = tmp_path_factory.mktemp("hats-server")
+        server = ServerProcess(archive=archive_dir, state_dir=work / "uws", log_path=work / "server.log",
+                               extra_env={"DIAVO_STORAGE": "hats"})
+        server.start()
+        tap_url = server.tap_url
+        suffix = "-hats"
     cmd = [stilts, "taplint", f"tapurl={tap_url}", "report=EWISF", "maxrepeat=20", "truncate=4000"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
-    out = reports_dir / "taplint.txt"
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
+    finally:
+        if server is not None:
+            server.stop()
+    out = reports_dir / f"taplint{suffix}.txt"
     out.write_text(proc.stdout + ("\n# stderr:\n" + proc.stderr if proc.stderr.strip() else ""))
     report = parse(proc.stdout)
-    (reports_dir / "taplint-summary.json").write_text(report.to_json())
+    (reports_dir / f"taplint-summary{suffix}.json").write_text(report.to_json())
     print(f"\ntaplint report: {out}\n{report.table()}")
     return proc, report, out
 
