@@ -13,10 +13,10 @@ from diavo.server.archive.model import (
     DataModel,
     adql_name,
     default_schema_paths,
-    duckdb_ddl,
     load_model,
     tap_schema_rows,
 )
+from diavo.server.archive.store import CATALOG_TYPES, catalog_ddl
 
 # ObsCore 1.1 (REC-20170509) mandatory columns, from the REC's TAP_SCHEMA tables of mandatory fields.
 # name -> (VOTable datatype, unit, UCD, utype without the obscore: prefix, not null)
@@ -223,7 +223,7 @@ def test_type_mappings() -> None:
     for datatype, (votable, duck, arrow) in expected.items():
         sized = datatype in ("char", "string", "unicode", "binary")
         col = Column(name="c", datatype=datatype, length=8 if sized else None)
-        assert (col.votable_datatype, col.duckdb_type, col.arrow_type()) == (votable, duck, arrow)
+        assert (col.votable_datatype, CATALOG_TYPES[col.datatype], col.arrow_type()) == (votable, duck, arrow)
     with pytest.raises(ValueError, match="datatype"):
         Column(name="c", datatype="varchar")
 
@@ -234,7 +234,7 @@ def _duckdb_reported(duckdb_type: str) -> str:
 
 def test_ddl_runs_in_duckdb_with_matching_types(model: DataModel) -> None:
     con = duckdb.connect()
-    for statement in duckdb_ddl(model):
+    for statement in catalog_ddl(model):
         con.execute(statement)
     for table in model.tables():
         got = con.execute(
@@ -244,7 +244,7 @@ def test_ddl_runs_in_duckdb_with_matching_types(model: DataModel) -> None:
         ).fetchall()
         assert [g[0] for g in got] == list(table.column_names), table.qualified_name
         for (name, data_type, is_nullable), col in zip(got, table.columns, strict=False):
-            assert data_type == _duckdb_reported(col.duckdb_type), (table.qualified_name, name)
+            assert data_type == _duckdb_reported(CATALOG_TYPES[col.datatype]), (table.qualified_name, name)
             assert (is_nullable == "YES") == col.nullable, (table.qualified_name, name)
     pk = con.execute(
         "SELECT constraint_column_names FROM duckdb_constraints()"
@@ -264,7 +264,7 @@ def test_ddl_runs_in_duckdb_with_matching_types(model: DataModel) -> None:
 
 
 def test_ddl_schema_filter(model: DataModel) -> None:
-    ddl = duckdb_ddl(model, schemas=["DP1"])
+    ddl = catalog_ddl(model, schemas=["DP1"])
     assert ddl[0] == 'CREATE SCHEMA IF NOT EXISTS "dp1"'
     assert len(ddl) == 4 and all('"dp1".' in s for s in ddl[1:])
     assert '"diaSourceId" BIGINT NOT NULL' in ddl[1] and 'PRIMARY KEY ("diaSourceId")' in ddl[1]
@@ -331,7 +331,7 @@ def test_tap_schema_rows_are_consistent(model: DataModel) -> None:
 def test_tap_schema_rows_load_into_the_generated_tables(model: DataModel) -> None:
     """The generated rows fit the generated TAP_SCHEMA tables, primary keys included."""
     con = duckdb.connect()
-    for statement in duckdb_ddl(model, schemas=["TAP_SCHEMA"]):
+    for statement in catalog_ddl(model, schemas=["TAP_SCHEMA"]):
         con.execute(statement)
     for name, rows in tap_schema_rows(model).items():
         cols = list(rows[0])

@@ -29,7 +29,6 @@ __all__ = [
     "Table",
     "adql_name",
     "default_schema_paths",
-    "duckdb_ddl",
     "load_model",
     "tap_schema_rows",
 ]
@@ -54,21 +53,6 @@ _VOTABLE_TYPES = {
     "timestamp": "char",
 }
 # byte is unsigned to match VOTable's unsignedByte; lengths are not enforced (DuckDB ignores them).
-_DUCKDB_TYPES = {
-    "boolean": "BOOLEAN",
-    "byte": "UTINYINT",
-    "short": "SMALLINT",
-    "int": "INTEGER",
-    "long": "BIGINT",
-    "float": "REAL",
-    "double": "DOUBLE",
-    "char": "VARCHAR",
-    "string": "VARCHAR",
-    "unicode": "VARCHAR",
-    "text": "VARCHAR",
-    "binary": "BLOB",
-    "timestamp": "TIMESTAMP",
-}
 
 # ADQL 2.1 reserved words (SQL and ADQL lists of the grammar). A column or table called like one of
 # these must appear quoted in TAP_SCHEMA (TAP 1.1 section 4.3), e.g. TAP_SCHEMA.columns."size".
@@ -105,10 +89,6 @@ def adql_name(name: str) -> str:
     """The form of an identifier that ADQL accepts: delimited when it is reserved or irregular."""
     if _REGULAR_IDENTIFIER.match(name) and name.upper() not in _ADQL_RESERVED:
         return name
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote_sql(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -169,10 +149,6 @@ class Column:
             return None
         digits = arraysize.rstrip("*")
         return int(digits) if digits else None
-
-    @property
-    def duckdb_type(self) -> str:
-        return _DUCKDB_TYPES[self.datatype]
 
     def arrow_type(self) -> pyarrow.DataType:
         import pyarrow as pa  # lazily: pyarrow is only needed by ingest and export
@@ -388,34 +364,6 @@ def load_model(paths: Iterable[Path] | None = None) -> DataModel:
 def _default_model() -> DataModel:
     return load_model(default_schema_paths())
 
-
-def duckdb_ddl(model: DataModel, schemas: Iterable[str] | None = None) -> list[str]:
-    """CREATE SCHEMA / CREATE TABLE statements for DuckDB.
-
-    Foreign keys are left out on purpose: DuckDB checks them row by row and forbids updating or
-    deleting referenced rows, which makes bulk loads of DiaSource slow and reloads of Visit or
-    DiaObject impossible. They are still published in TAP_SCHEMA.keys for clients. Plain CREATE
-    TABLE (not IF NOT EXISTS) so that a stale table of another shape is an error, not a surprise.
-    """
-    wanted = None if schemas is None else {s.lower() for s in schemas}
-    statements: list[str] = []
-    for schema in model.schemas:
-        if wanted is not None and schema.name.lower() not in wanted:
-            continue
-        statements.append(f"CREATE SCHEMA IF NOT EXISTS {_quote_sql(schema.name)}")
-        for table in schema.tables:
-            lines = [
-                f"    {_quote_sql(c.name)} {c.duckdb_type}{'' if c.nullable else ' NOT NULL'}"
-                for c in table.columns
-            ]
-            if table.primary_key:
-                lines.append(f"    PRIMARY KEY ({', '.join(_quote_sql(c) for c in table.primary_key)})")
-            statements.append(
-                f"CREATE TABLE {_quote_sql(schema.name)}.{_quote_sql(table.name)} (\n"
-                + ",\n".join(lines)
-                + "\n)"
-            )
-    return statements
 
 
 def tap_schema_rows(model: DataModel) -> dict[str, list[dict[str, Any]]]:

@@ -15,6 +15,7 @@ DuckDB's zone maps let a spatial filter skip most row groups; it is not part of 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -202,7 +203,6 @@ def connect(root: Path, read_only: bool = True):
 
 def create_catalog(root: Path, model):
     """A fresh, empty catalog with every served table and the internal image table."""
-    from diavo.server.archive.model import duckdb_ddl
 
     root.mkdir(parents=True, exist_ok=True)
     path = root / CATALOG
@@ -215,7 +215,7 @@ def create_catalog(root: Path, model):
     # Large builds spill to disk rather than grow past the benchmark's memory budget.
     con.execute("SET memory_limit = '1500MB'")
     con.execute("SET preserve_insertion_order = true")
-    for stmt in duckdb_ddl(model, schemas=["ivoa", "dp1"]):
+    for stmt in catalog_ddl(model, schemas=["ivoa", "dp1"]):
         con.execute(stmt)
     for qualified in SPATIAL_TABLES:
         s, t = qualified.split(".")
@@ -301,3 +301,54 @@ def physical_layout(model) -> Layout:
             if bounds and (col.xtype or "").lower() == "adql:region" and set(bounds) <= names:
                 regions[(table.qualified_name, col.name)] = RegionBounds(*bounds)
     return Layout(spatial=spatial, regions=regions)
+
+
+#: The catalog's column types for the model's (Felis) datatypes.
+CATALOG_TYPES = {
+    "boolean": "BOOLEAN",
+    "byte": "UTINYINT",
+    "short": "SMALLINT",
+    "int": "INTEGER",
+    "long": "BIGINT",
+    "float": "REAL",
+    "double": "DOUBLE",
+    "char": "VARCHAR",
+    "string": "VARCHAR",
+    "unicode": "VARCHAR",
+    "text": "VARCHAR",
+    "binary": "BLOB",
+    "timestamp": "TIMESTAMP",
+}
+
+
+def catalog_ddl(model, schemas: Iterable[str] | None = None) -> list[str]:
+    """CREATE SCHEMA / CREATE TABLE statements for DuckDB.
+
+    Foreign keys are left out on purpose: DuckDB checks them row by row and forbids updating or
+    deleting referenced rows, which makes bulk loads of DiaSource slow and reloads of Visit or
+    DiaObject impossible. They are still published in TAP_SCHEMA.keys for clients. Plain CREATE
+    TABLE (not IF NOT EXISTS) so that a stale table of another shape is an error, not a surprise.
+    """
+    wanted = None if schemas is None else {s.lower() for s in schemas}
+    statements: list[str] = []
+    for schema in model.schemas:
+        if wanted is not None and schema.name.lower() not in wanted:
+            continue
+        statements.append(f"CREATE SCHEMA IF NOT EXISTS {_quote_sql(schema.name)}")
+        for table in schema.tables:
+            lines = [
+                f"    {_quote_sql(c.name)} {CATALOG_TYPES[c.datatype]}{'' if c.nullable else ' NOT NULL'}"
+                for c in table.columns
+            ]
+            if table.primary_key:
+                lines.append(f"    PRIMARY KEY ({', '.join(_quote_sql(c) for c in table.primary_key)})")
+            statements.append(
+                f"CREATE TABLE {_quote_sql(schema.name)}.{_quote_sql(table.name)} (\n"
+                + ",\n".join(lines)
+                + "\n)"
+            )
+    return statements
+
+
+def _quote_sql(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
