@@ -28,10 +28,6 @@ from diavo.server.archive import store
 #: (12·4^k bins) costs a fraction of a second (order 10 cost 5 s per table).
 PARTITION_ROWS = 250_000
 HIGHEST_ORDER = 8
-#: Row groups within a partition are its HEALPix sub-cells this many orders deeper (hats'
-#: ``subtile_order_delta``): a cone then reads the few row groups its cover meets, found by
-#: their ``_healpix_29`` statistics, instead of the whole partition.
-ROW_GROUP_ORDER_DELTA = 3
 
 
 def export_hats(root: Path, out: Path, partition_rows: int = PARTITION_ROWS,
@@ -65,8 +61,7 @@ def export_hats(root: Path, out: Path, partition_rows: int = PARTITION_ROWS,
                                           margin_threshold=margin_arcsec)
             shutil.rmtree(path, ignore_errors=True)  # a catalog replaces a collection and vice versa
             catalog.write_catalog(path, as_collection=margin_arcsec is not None, overwrite=True,
-                                  progress_bar=False,
-                                  row_group_kwargs={"subtile_order_delta": ROW_GROUP_ORDER_DELTA})
+                                  progress_bar=False)
             for metadata in path.glob("**/dataset/_common_metadata"):  # the catalog and its margin
                 _describe_columns(metadata, table)
             written[qualified] = path
