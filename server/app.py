@@ -96,8 +96,9 @@ def create_app(settings: Settings) -> Starlette:
         from diavo.server.uws.jobs import JobService
 
         model = archive_model(settings.root)  # diavo's model and the archive's linked catalogs
-        queries = QueryService(model=model, engine=open_engine(settings.engine, settings.root, model,
-                                                                       hats_dir=settings.hats_source))
+        engine = open_engine(settings.engine, settings.root, model, hats_dir=settings.hats_source,
+                             spark_master=settings.spark_master, spark_conf=settings.spark_options)
+        queries = QueryService(model=model, engine=engine)
         tap_service = TapService(settings, queries)
         jobs = JobService(settings, tap_service.run_job)
         jobs.start()

@@ -77,6 +77,8 @@ def _cmd_serve(args) -> int:
         settings = dataclasses.replace(settings, hats_dir=Path(args.hats))
     if getattr(args, "storage", None):
         settings = dataclasses.replace(settings, storage=args.storage)
+    if getattr(args, "spark_master", None):
+        settings = dataclasses.replace(settings, spark_master=args.spark_master)
     print(f"diavo serving {root} at {settings.base_url or f'http://{settings.host}:{settings.port}'}/ "
           f"(TAP: /tap)", flush=True)
     serve(settings, log_level=args.log_level)
@@ -227,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
         sp.add_argument("--log-queries", action="store_true",
                         help="put each query's ADQL text into its request log line")
-        sp.add_argument("--engine", default=None, help="query engine (default duckdb, the embedded one)")
+        sp.add_argument("--engine", default=None,
+                        help="query engine: duckdb (the default, embedded) or spark (over the archive's HATS)")
+        sp.add_argument("--spark-master", default=None,
+                        help="with --engine spark: spark://HOST:7077 (a standalone cluster) or local[N]")
         sp.add_argument("--storage", choices=["native", "hats"], default=None,
                         help="where the spatial tables are read: the catalog's own copies (native, the "
                              "default: fastest on DuckDB) or the archive's HATS catalogs (DIR/hats)")

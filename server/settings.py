@@ -49,6 +49,12 @@ class Settings:
     log_queries: bool = False
     #: The engine that runs queries (``engine.ENGINES``): DuckDB, embedded, is the default.
     engine: str = "duckdb"
+    #: The Spark master the spark engine connects to: ``spark://HOST:7077`` for a standalone
+    #: cluster, ``local[N]`` for N cores of this machine.
+    spark_master: str = "local[2]"
+    #: Extra Spark settings for the spark engine, ``key=value`` pairs separated by commas
+    #: (e.g. ``spark.executor.memory=4g,spark.hadoop.fs.s3a.endpoint=...``).
+    spark_conf: str = ""
     #: Where the spatial tables are read: ``native`` (the catalog's own copies, with stored unit
     #: vectors: fastest on DuckDB) or ``hats`` (the archive's HATS catalogs, DIR/hats).
     storage: str = "native"
@@ -59,6 +65,13 @@ class Settings:
     def __post_init__(self) -> None:
         if self.storage not in ("native", "hats"):
             raise ValueError(f"storage must be native or hats, not {self.storage!r} (DIAVO_STORAGE, --storage)")
+
+    @property
+    def spark_options(self) -> dict[str, str]:
+        pairs = [p.split("=", 1) for p in self.spark_conf.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError(f"spark_conf wants key=value pairs separated by commas, not {self.spark_conf!r}")
+        return {k.strip(): v.strip() for k, v in pairs}
 
     @property
     def hats_source(self) -> Path | None:

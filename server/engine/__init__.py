@@ -12,15 +12,23 @@ if TYPE_CHECKING:
     from diavo.server.engine.base import Engine
 
 #: Engine names ``--engine`` / ``DIAVO_ENGINE`` accept.
-ENGINES = ("duckdb",)
+ENGINES = ("duckdb", "spark")
 
 
-def open_engine(name: str, root: Path, model, hats_dir: Path | None = None) -> Engine:
+def open_engine(name: str, root: Path, model, hats_dir: Path | None = None, *, spark_master: str = "local[2]",
+                spark_conf: dict[str, str] | None = None) -> Engine:
     """The engine called ``name`` over the archive at ``root`` (unknown names: ValueError); with
-    ``hats_dir``, the spatial tables are read from the HATS catalogs there."""
+    ``hats_dir``, the spatial tables are read from the HATS catalogs there (Spark always reads
+    HATS: the archive's own when ``hats_dir`` is None)."""
     key = (name or "duckdb").strip().lower()
     if key == "duckdb":
         from diavo.server.engine.duckdb_engine import DuckDBEngine
 
         return DuckDBEngine(Path(root), model, hats_dir=hats_dir)
+    if key == "spark":
+        try:
+            from diavo.server.engine.spark_engine import SparkEngine
+        except ImportError as exc:
+            raise ValueError(f"the spark engine needs pyspark: pip install -e '.[spark]' ({exc})") from None
+        return SparkEngine(Path(root), model, master=spark_master, hats_dir=hats_dir, conf=spark_conf)
     raise ValueError(f"unknown engine {name!r}: this diavo has {', '.join(ENGINES)}")

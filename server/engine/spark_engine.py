@@ -1,0 +1,189 @@
+"""Apache Spark SQL as a diavo engine, for catalogs larger than one machine.
+
+The spatial tables are read from the archive's HATS catalogs (``DIR/hats``, or ``hats_dir``) as
+Parquet: the plan names only the partitions a query's HEALPix cover meets, and Spark's Parquet
+reader skips row groups by their ``_healpix_29`` statistics. The other tables (ObsCore, Visit, the
+image table; a spatial table with no HATS catalog) are small: they are read once from the DuckDB
+catalog and held as global temporary views, as is TAP_SCHEMA, generated from the model.
+
+Each query runs in a session of its own (``SparkSession.newSession``: uploads become temporary
+views nobody else sees) under a job group of its own, so a time limit or a UWS abort cancels its
+Spark jobs (``cancelJobGroup``). The dialect's LIMIT caps it at MAXREC+1 rows; the rows come back
+as Arrow and are cast to the types the checker declared (Spark widens some: ``ceil`` is BIGINT,
+``DIV`` is BIGINT).
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from diavo.server.engine.base import (
+    Cancel,
+    Deadlines,
+    EngineError,
+    EngineQuery,
+    Limits,
+    QueryAborted,
+    QueryTimeout,
+    ResultSet,
+    ResultStream,
+)
+from diavo.server.sql.dialect import Dialect
+from diavo.server.sql.spark_dialect import SPARK
+
+#: Spark settings for a server: no web UI, UTC, Arrow transfers; operators add their own
+#: (``DIAVO_SPARK_CONF``-style ``key=value`` pairs through ``conf``).
+DEFAULT_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.ansi.enabled": "false",
+    "spark.sql.caseSensitive": "false",
+}
+_ARROW_TYPES = {"boolean": "bool_", "short": "int16", "int": "int32", "long": "int64", "float": "float32",
+                "double": "float64", "unsignedByte": "uint8", "char": "string"}
+
+
+class SparkEngine:
+    name = "spark"
+
+    def __init__(self, root: Path, model, master: str = "local[2]", hats_dir: Path | None = None,
+                 conf: dict[str, str] | None = None) -> None:
+        from pyspark.sql import SparkSession
+
+        from diavo.server.archive import store
+        from diavo.server.archive.tap_schema import cached_tap_schema_tables
+
+        self._model = model
+        self.dialect: Dialect = SPARK
+        hats = Path(hats_dir) if hats_dir is not None else store.own_hats_dir(Path(root))
+        self.layout = store.hats_layout(model, hats)
+        builder = SparkSession.builder.master(master).appName("diavo")
+        for key, value in {**DEFAULT_CONF, **(conf or {})}.items():
+            builder = builder.config(key, value)
+        self._spark = builder.getOrCreate()
+        self._spark.sparkContext.setLogLevel("ERROR")
+        in_hats = set(self.layout.partitions)
+        con = store.connect(Path(root), read_only=True)
+        try:
+            for table in model.tables():
+                if table.schema.upper() == "TAP_SCHEMA" or table.qualified_name in in_hats:
+                    continue
+                data = store.fetch_arrow(con, f"SELECT * FROM {_catalog_relation(table.schema, table.name)}")
+                self._view(data, self.dialect_view(table.schema, table.name))
+        finally:
+            con.close()
+        for name, data in cached_tap_schema_tables(model).items():
+            self._view(data, self.dialect.metadata_relation(name))
+        self._deadlines = Deadlines()
+        self._lock = threading.Lock()
+
+    def dialect_view(self, schema: str, name: str) -> str:
+        return SPARK.table_view(schema, name)
+
+    def _view(self, data, name: str) -> None:
+        frame = self._spark.createDataFrame(data) if data.num_rows else self._spark.createDataFrame(
+            [], schema=_spark_schema(data.schema))
+        frame.cache().createOrReplaceGlobalTempView(name)
+
+    # ---------------------------------------------------------------- queries
+    def stream(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
+               uploads: dict | None = None) -> ResultStream:
+        result = self.execute(query, limits, cancel, uploads)
+        batches = result.table.to_batches(max_chunksize=limits.batch_rows)
+        return ResultStream(iter(batches), result.table.schema, list(query.columns), limits.maxrec)
+
+    def execute(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
+                uploads: dict | None = None) -> ResultSet:
+        import pyarrow as pa
+
+        t0 = time.perf_counter()
+        session = self._spark.newSession()
+        sc = self._spark.sparkContext
+        group = f"diavo-{uuid.uuid4().hex}"
+        timed_out = threading.Event()
+        aborted = threading.Event()
+
+        def interrupt() -> None:
+            aborted.set()
+            sc.cancelJobGroup(group)
+
+        def on_timeout() -> None:
+            timed_out.set()
+            sc.cancelJobGroup(group)
+
+        key = self._deadlines.schedule(limits.timeout_s, on_timeout) if limits.timeout_s else None
+        if cancel is not None:
+            cancel.bind(interrupt)
+        try:
+            if cancel is not None and cancel.cancelled:
+                raise QueryAborted("query aborted")
+            for name, data in (uploads or {}).items():
+                session.createDataFrame(data).createOrReplaceTempView(self.dialect.upload_relation(name))
+            sc.setJobGroup(group, "diavo query", interruptOnCancel=True)
+            frame = session.sql(query.sql_for(limits.maxrec, self.dialect), args=list(query.params) or None)
+            table = frame.toArrow()
+        except (QueryAborted, QueryTimeout):
+            raise
+        except Exception as exc:
+            if timed_out.is_set():
+                raise QueryTimeout(f"query exceeded the execution duration of {limits.timeout_s:g} s") from exc
+            if aborted.is_set():
+                raise QueryAborted("query aborted") from exc
+            raise EngineError(_first_line(exc)) from exc
+        finally:
+            if key is not None:
+                self._deadlines.cancel(key)
+            if cancel is not None:
+                cancel.unbind(interrupt)
+            with contextlib.suppress(Exception):
+                sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]  # None clears it
+        table = _conform(table, list(query.columns), pa)
+        overflow = limits.maxrec is not None and table.num_rows > limits.maxrec
+        if overflow:
+            table = table.slice(0, limits.maxrec)
+        return ResultSet(table=table, columns=list(query.columns), overflow=overflow,
+                         elapsed_s=time.perf_counter() - t0)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._spark.stop()
+
+
+def _catalog_relation(schema: str, name: str) -> str:
+    """A table of the DuckDB catalog, quoted (the small tables are copied from there)."""
+    return '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().split("\n")[0]
+    return text[:500] or type(exc).__name__
+
+
+def _spark_schema(schema):
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)
+
+
+def _conform(table, columns: list[dict], pa):
+    """Cast result columns to the scalar types the checker declared where Spark's differ (and
+    UTC timestamps to the naive UTC ones the other engines return)."""
+    arrays, names = [], []
+    for i, meta in enumerate(columns):
+        array = table.column(i)
+        datatype = meta.get("datatype") or ""
+        scalar = not meta.get("arraysize") or datatype == "char"
+        target = getattr(pa, _ARROW_TYPES[datatype])() if scalar and datatype in _ARROW_TYPES else None
+        if pa.types.is_timestamp(array.type):
+            target = pa.timestamp(array.type.unit) if array.type.tz else None
+        if target is not None and array.type != target:
+            with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                array = array.cast(target)
+        arrays.append(array)
+        names.append(meta["name"])
+    return pa.table(arrays, names=names)

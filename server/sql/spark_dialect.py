@@ -1,0 +1,168 @@
+"""Spark SQL: backquoted identifiers, every stored table as a global temporary view (Spark's views
+have one-part names, so ``dp1.DiaSource`` is ``global_temp.dp1__DiaSource``), HATS partitions as
+``parquet.`path``` (several files as one Hadoop glob), and geometry in plain SQL: values are
+``ARRAY<DOUBLE>`` with a leading kind tag as on DuckDB, DISTANCE is Vincenty's formula and a
+point in a circle the haversine test, both written out; a point in a constant convex polygon is a
+conjunction of dot products with the edges' normals. No Python UDF runs: what has no SQL form here
+(general region operations, AREA, CENTROID, REGION, STC-S footprints) is refused with a message
+that says so.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+from .dialect import Dialect
+
+__all__ = ["SPARK", "SparkDialect"]
+
+_TAGS = {"POINT": 1, "CIRCLE": 2, "POLYGON": 3}
+#: Characters a path may not hold to be named inside a Spark SQL ``parquet.`...``` glob.
+_GLOB_SPECIAL = set("`{},*?[]\\")
+
+
+class SparkDialect(Dialect):
+    name = "spark"
+    TYPES = {"SMALLINT": "SMALLINT", "INTEGER": "INT", "BIGINT": "BIGINT", "REAL": "FLOAT",
+             "DOUBLE": "DOUBLE", "VARCHAR": "STRING", "TIMESTAMP": "TIMESTAMP"}
+
+    @staticmethod
+    def quote(name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
+    def table_view(self, schema: str, name: str) -> str:
+        """The (unquoted) global temporary view an engine must hold a stored table under."""
+        return f"{schema}__{name}"
+
+    def relation(self, relation: tuple[str, ...]) -> str:
+        if relation[0] == "table":
+            return "global_temp." + self.quote(self.table_view(relation[1], relation[2]))
+        if relation[0] == "metadata":
+            return "global_temp." + self.quote(self.metadata_relation(relation[1]))
+        return super().relation(relation)
+
+    def parquet(self, files: Sequence[str]) -> str:
+        for f in files:
+            if _GLOB_SPECIAL & set(f):
+                raise ValueError(f"the spark engine cannot name the Parquet file {f!r} (it holds one of "
+                                 f"{''.join(sorted(_GLOB_SPECIAL))})")
+        if len(files) == 1:
+            return f"parquet.`{files[0]}`"
+        base = os.path.commonpath(list(files))
+        rest = ",".join(os.path.relpath(f, base) for f in files)
+        return f"parquet.`{base}/{{{rest}}}`"
+
+    def int_div(self, a: str, b: str) -> str:
+        return f"({a} DIV {b})"
+
+    def bit_xor(self, a: str, b: str) -> str:
+        return f"({a} ^ {b})"
+
+    def function(self, name: str, args: Sequence[str], distinct: bool = False) -> str:
+        sql = super().function(name, args, distinct)
+        # Spark's ceil/floor of a DOUBLE are BIGINT; ADQL's are DOUBLE like their argument
+        return f"CAST({sql} AS DOUBLE)" if name in ("CEILING", "FLOOR") else sql
+
+    def random(self) -> str:
+        return "rand()"
+
+    def truncate(self, x: str, digits: str | None) -> str:
+        # Spark's trunc() is for dates: towards zero, written out
+        if digits is None:
+            return f"CAST(CASE WHEN {x} >= 0 THEN floor({x}) ELSE ceil({x}) END AS DOUBLE)"
+        scaled = f"({x} * power(10, {digits}))"
+        toward_zero = f"CASE WHEN {scaled} >= 0 THEN floor({scaled}) ELSE ceil({scaled}) END"
+        return f"(CAST({toward_zero} AS DOUBLE) / power(10, {digits}))"
+
+    def hasword(self, text: str, word: str) -> str:
+        # Java regular expressions: \Q...\E quotes the word, (?i) ignores case
+        return f"CAST(({text} RLIKE concat('(?i)\\\\b\\\\Q', {word}, '\\\\E\\\\b')) AS INT)"
+
+    # ---------------------------------------------------------------- geometry values
+    def _array(self, tag: int, values: Sequence[str]) -> str:
+        return f"array(CAST({tag} AS DOUBLE), {', '.join(values)})"
+
+    def point(self, ra: str, dec: str) -> str:
+        return self._array(1, (ra, dec))
+
+    def circle(self, ra: str, dec: str, radius: str) -> str:
+        return self._array(2, (ra, dec, radius))
+
+    def polygon(self, coords: Sequence[str]) -> str:
+        return self._array(3, coords)
+
+    def stored_geometry(self, column: str, kind: str) -> str:
+        return f"concat(array(CAST({_TAGS[kind]} AS DOUBLE)), CAST({column} AS ARRAY<DOUBLE>))"
+
+    def geometry_from_text(self, kind: str, text: str) -> str:
+        return (f"concat(array(CAST({_TAGS[kind]} AS DOUBLE)), "
+                f"CAST(split(trim({text}), '[\\\\s,]+') AS ARRAY<DOUBLE>))")
+
+    def geometry_output(self, g: str) -> str:
+        return f"slice({g}, 2, size({g}) - 1)"
+
+    def coord(self, g: str, i: int) -> str:
+        return f"element_at({g}, {i + 1})"
+
+    def distance(self, ra1: str, dec1: str, ra2: str, dec2: str) -> str:
+        """Vincenty's formula (spherical.distance; DuckDB's adql_distance), written out."""
+        dra = f"radians({ra2} - {ra1})"
+        half = f"power(sin({dra} / 2), 2)"
+        y = (f"sqrt(power(cos(radians({dec2})) * sin({dra}), 2) + power(sin(radians({dec2} - {dec1})) + "
+             f"sin(radians({dec1})) * cos(radians({dec2})) * 2 * {half}, 2))")
+        x = f"cos(radians({dec2} - {dec1})) - cos(radians({dec1})) * cos(radians({dec2})) * 2 * {half}"
+        return f"degrees(atan2({y}, {x}))"
+
+    def point_in_circle(self, ra: str, dec: str, cra: str, cdec: str, r: str) -> str:
+        """The haversine test of DuckDB's adql_in_circle, as an INTEGER."""
+        h = "0.008726646259971648"  # pi / 360
+        hav = (f"power(sin(({dec} - {cdec}) * {h}), 2) + cos(radians({dec})) * cos(radians({cdec})) * "
+               f"power(sin(({ra} - {cra}) * {h}), 2)")
+        return f"CAST(({hav} <= power(sin(radians(least({r}, 180.0)) / 2), 2)) AS INT)"
+
+    def polygon_test(self, ra: str, dec: str, vertices: Sequence[float]) -> str:
+        """Inside every edge's great circle: the position's unit vector has a non-negative dot
+        product with each edge normal (the vertices taken in the order that makes the polygon
+        the smaller region). Only convex polygons have this form."""
+        normals = _convex_normals(vertices)
+        if normals is None:
+            raise self.unsupported("CONTAINS with a non-convex POLYGON")
+        x = f"(cos(radians({dec})) * cos(radians({ra})))"
+        y = f"(cos(radians({dec})) * sin(radians({ra})))"
+        z = f"sin(radians({dec}))"
+        tests = [f"({x} * {self.real(a)} + {y} * {self.real(b)} + {z} * {self.real(c)} >= 0)" for a, b, c in normals]
+        return "(" + " AND ".join(tests) + ")"
+
+    def point_in_polygon(self, ra: str, dec: str, vertices: Sequence[float]) -> str:
+        return f"CAST({self.polygon_test(ra, dec, vertices)} AS INT)"
+
+
+def _convex_normals(vertices: Sequence[float]) -> list[tuple[float, float, float]] | None:
+    """The inward edge normals of a valid convex spherical polygon, or None (invalid or not
+    convex)."""
+    import numpy as np
+
+    from diavo.server.adql.geometry import polygon_of
+
+    p = polygon_of(tuple(float(v) for v in vertices))
+    if p is None:
+        return None
+    v = np.asarray(p.v, dtype=float)
+    normals = np.cross(v, np.roll(v, -1, axis=0))
+    centre = np.asarray(p.centre, dtype=float)
+    if np.all(normals @ centre < 0):
+        normals = -normals
+    elif not np.all(normals @ centre > 0):
+        return None
+    # convex: every vertex on the inner side of every edge's great circle
+    if np.any(v @ normals.T < -1e-12):
+        return None
+    norms = np.linalg.norm(normals, axis=1)
+    if np.any(norms == 0) or not all(math.isfinite(float(x)) for x in normals.ravel()):
+        return None
+    unit = normals / norms[:, None]
+    return [(float(a), float(b), float(c)) for a, b, c in unit]
+
+
+SPARK = SparkDialect()
