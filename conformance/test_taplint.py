@@ -1,7 +1,8 @@
 """STILTS taplint, every default stage, against the session's server and against the same archive
-served from its HATS catalogs (``DIAVO_STORAGE=hats``): no errors allowed on either.
+served from its HATS catalogs, by DuckDB (``DIAVO_STORAGE=hats``) and by Spark on a standalone
+cluster (``DIAVO_ENGINE=spark``): no errors allowed on any.
 
-The full reports are kept in the reports directory (taplint.txt and taplint-hats.txt, plus
+The full reports are kept in the reports directory (taplint.txt, taplint-hats.txt and taplint-spark.txt, plus
 taplint-summary*.json with per-stage counts and every error, warning and validator failure).
 Warnings and failures do not fail the run; each one is re-issued as a pytest warning so it shows
 in the summary.
@@ -27,21 +28,33 @@ class TaplintWarning(UserWarning):
     """A taplint warning (W) or validator failure (F): not fatal, but to be looked at."""
 
 
-@pytest.fixture(scope="module", params=["native", "hats"])
-def taplint(request, stilts, reports_dir, archive_dir, tmp_path_factory):
+def other_server(request, archive_dir, tmp_path_factory):
+    """The same archive served from its HATS catalogs by DuckDB, or by Spark on the cluster."""
     from conformance.server_process import ServerProcess
 
+    env = {"DIAVO_STORAGE": "hats"}
+    if request.param == "spark":
+        from conformance.spark_cluster import driver_conf
+
+        cluster = request.getfixturevalue("spark_cluster")
+        conf = ",".join(f"{k}={v}" for k, v in driver_conf(cluster).items())
+        env = {"DIAVO_ENGINE": "spark", "DIAVO_SPARK_MASTER": cluster.url, "DIAVO_SPARK_CONF": conf}
+    work = tmp_path_factory.mktemp(f"{request.param}-server")
+    server = ServerProcess(archive=archive_dir, state_dir=work / "uws", log_path=work / "server.log", extra_env=env)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module", params=["native", "hats", "spark"])
+def taplint(request, stilts, reports_dir, archive_dir, tmp_path_factory):
     server = None
     if request.param == "native":
         tap_url = request.getfixturevalue("tap_url")
         suffix = ""
     else:
-        work = tmp_path_factory.mktemp("hats-server")
-        server = ServerProcess(archive=archive_dir, state_dir=work / "uws", log_path=work / "server.log",
-                               extra_env={"DIAVO_STORAGE": "hats"})
-        server.start()
+        server = other_server(request, archive_dir, tmp_path_factory)
         tap_url = server.tap_url
-        suffix = "-hats"
+        suffix = f"-{request.param}"
     cmd = [stilts, "taplint", f"tapurl={tap_url}", "report=EWISF", "maxrepeat=20", "truncate=4000"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)

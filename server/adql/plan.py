@@ -90,6 +90,7 @@ class RegionTest(n.Node):
     footprint: ScopeCol
     bounds: RegionBounds
     shape: n.Expr  # the constant geometry as written
+    kind: str  # point, circle or polygon
     cap: tuple[tuple[float, float, float], float]
     mode: int
     written: n.Comparison
@@ -353,7 +354,7 @@ class _Planner:
         if cap is None or cap[1] >= 90.0:
             return None
         mode = (1 if region_first else 0) if call.name == "INTERSECTS" else (3 if region_first else 2)
-        return RegionTest(found[0], found[1], other, cap, mode, c, line=c.line, column=c.column)
+        return RegionTest(found[0], found[1], other, shape[0], cap, mode, c, line=c.line, column=c.column)
 
     def footprint(self, e: Any) -> tuple[ScopeCol, RegionBounds] | None:
         if not isinstance(e, n.ColumnRef):

@@ -39,6 +39,9 @@ class RegionBounds:
     ra: str
     dec: str
     diameter: str
+    #: A storage column with the footprint's inward edge normals (unit vectors, ARRAY of
+    #: (x, y, z)), where the storage keeps footprints pre-parsed (engines without an STC-S parser).
+    normals: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import contextlib
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from diavo.server.engine.base import (
@@ -68,15 +69,22 @@ class SparkEngine:
         self._spark = builder.getOrCreate()
         self._spark.sparkContext.setLogLevel("ERROR")
         in_hats = set(self.layout.partitions)
+        regions = dict(self.layout.regions)
         con = store.connect(Path(root), read_only=True)
         try:
             for table in model.tables():
                 if table.schema.upper() == "TAP_SCHEMA" or table.qualified_name in in_hats:
                     continue
                 data = store.fetch_arrow(con, f"SELECT * FROM {_catalog_relation(table.schema, table.name)}")
+                for (qualified, column), bounds in self.layout.regions.items():
+                    if qualified == table.qualified_name:
+                        data, name = _with_normals(data, column)
+                        if name is not None:
+                            regions[(qualified, column)] = replace(bounds, normals=name)
                 self._view(data, self.dialect_view(table.schema, table.name))
         finally:
             con.close()
+        self.layout = replace(self.layout, regions=regions)
         for name, data in cached_tap_schema_tables(model).items():
             self._view(data, self.dialect.metadata_relation(name))
         self._deadlines = Deadlines()
@@ -93,15 +101,24 @@ class SparkEngine:
     # ---------------------------------------------------------------- queries
     def stream(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
                uploads: dict | None = None) -> ResultStream:
-        result = self.execute(query, limits, cancel, uploads)
-        batches = result.table.to_batches(max_chunksize=limits.batch_rows)
-        return ResultStream(iter(batches), result.table.schema, list(query.columns), limits.maxrec)
+        """The rows (at most MAXREC+1, the stream tells the overflow) as Arrow batches."""
+        table = self._run(query, limits, cancel, uploads)
+        batches = table.to_batches(max_chunksize=limits.batch_rows)
+        return ResultStream(iter(batches), table.schema, list(query.columns), limits.maxrec)
 
     def execute(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
                 uploads: dict | None = None) -> ResultSet:
+        t0 = time.perf_counter()
+        table = self._run(query, limits, cancel, uploads)
+        overflow = limits.maxrec is not None and table.num_rows > limits.maxrec
+        if overflow:
+            table = table.slice(0, limits.maxrec)
+        return ResultSet(table=table, columns=list(query.columns), overflow=overflow,
+                         elapsed_s=time.perf_counter() - t0)
+
+    def _run(self, query: EngineQuery, limits: Limits, cancel: Cancel | None, uploads: dict | None):
         import pyarrow as pa
 
-        t0 = time.perf_counter()
         session = self._spark.newSession()
         sc = self._spark.sparkContext
         group = f"diavo-{uuid.uuid4().hex}"
@@ -142,12 +159,7 @@ class SparkEngine:
                 cancel.unbind(interrupt)
             with contextlib.suppress(Exception):
                 sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]  # None clears it
-        table = _conform(table, list(query.columns), pa)
-        overflow = limits.maxrec is not None and table.num_rows > limits.maxrec
-        if overflow:
-            table = table.slice(0, limits.maxrec)
-        return ResultSet(table=table, columns=list(query.columns), overflow=overflow,
-                         elapsed_s=time.perf_counter() - t0)
+        return _conform(table, list(query.columns), pa)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -157,6 +169,29 @@ class SparkEngine:
 def _catalog_relation(schema: str, name: str) -> str:
     """A table of the DuckDB catalog, quoted (the small tables are copied from there)."""
     return '"' + schema.replace('"', '""') + '"."' + name.replace('"', '""') + '"'
+
+
+def _with_normals(data, column: str):
+    """``data`` with the footprints of ``column`` pre-parsed as inward edge normals (Spark has no
+    STC-S parser), and the new column's name; (data, None) when some footprint is not a convex
+    polygon, so region tests on it are refused rather than answered wrongly."""
+    import pyarrow as pa
+
+    from diavo.server.adql.geometry import parse_region
+    from diavo.server.sql.spark_dialect import convex_normals
+
+    out: list = []
+    for text in data.column(column).to_pylist():
+        g = parse_region(text) if text is not None else None
+        if g is None:
+            out.append(None)  # no footprint: no row passes a test on it, as on DuckDB
+            continue
+        normals = convex_normals(g[1:]) if g[0] == 3 else None
+        if normals is None:
+            return data, None
+        out.append([list(v) for v in normals])
+    name = f"_{column}_normals"
+    return data.append_column(name, pa.array(out, type=pa.list_(pa.list_(pa.float64())))), name
 
 
 def _first_line(exc: BaseException) -> str:

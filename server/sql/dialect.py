@@ -230,10 +230,12 @@ class Dialect:
         terms = " + ".join(f"{c} * {self.real(v)}" for c, v in zip(vector, centre, strict=True))
         return f"({terms} {'>' if strict else '>='} {self.real(math.cos(math.radians(radius)))})"
 
-    def region_test(self, *, table: str, alias: str, column: str, bounds: tuple[str, str, str],
-                    shape: str, cap: tuple[tuple[float, float, float], float], mode: int) -> str | None:
+    def region_test(self, *, table: str, alias: str, column: str, bounds: tuple[str, str, str], shape: str,
+                    kind: str, cap: tuple[tuple[float, float, float], float], mode: int,
+                    normals: str | None = None) -> str | None:
         """Rows of ``table`` (through ``alias``) whose footprint passes CONTAINS/INTERSECTS with
-        the constant ``shape`` (``mode`` as geometry.region_select), chosen with the help of the
-        footprint's bounding columns; None when this engine has no faster form than the test as
-        written."""
+        the constant ``shape`` (a ``kind``: point, circle or polygon; ``mode`` as
+        geometry.region_select), chosen with the help of the footprint's bounding columns (and its
+        pre-parsed edge ``normals`` column where the storage keeps one); None when this engine has
+        no faster form than the test as written."""
         return None

@@ -91,8 +91,9 @@ class DuckDBDialect(Dialect):
         return f"adql_healpix_index({order}, {ra}, {dec})"
 
     # ---------------------------------------------------------------- spatial predicates
-    def region_test(self, *, table: str, alias: str, column: str, bounds: tuple[str, str, str],
-                    shape: str, cap: tuple[tuple[float, float, float], float], mode: int) -> str | None:
+    def region_test(self, *, table: str, alias: str, column: str, bounds: tuple[str, str, str], shape: str,
+                    kind: str, cap: tuple[tuple[float, float, float], float], mode: int,
+                    normals: str | None = None) -> str | None:
         """The rows are chosen by an uncorrelated subquery: a cheap test on the bounding columns
         keeps the candidates, an aggregate hands all of them to one call of
         ``adql_region_select``, which parses their STC-S text and runs the exact test (the same

@@ -216,8 +216,8 @@ class _Emitter:
             schema, _, table = (col.table or "").partition(".")
             found = self.d.region_test(
                 table=self.d.relation(("table", schema, table)), alias=col.source or "", column=col.column or "",
-                bounds=(c.bounds.ra, c.bounds.dec, c.bounds.diameter), shape=self.geo(c.shape), cap=c.cap,
-                mode=c.mode)
+                bounds=(c.bounds.ra, c.bounds.dec, c.bounds.diameter), shape=self.geo(c.shape), kind=c.kind,
+                cap=c.cap, mode=c.mode, normals=c.bounds.normals)
             return found if found is not None else self.cond(c.written)
         pos = c.position
         index = pos.index

@@ -125,7 +125,7 @@ class SparkDialect(Dialect):
         """Inside every edge's great circle: the position's unit vector has a non-negative dot
         product with each edge normal (the vertices taken in the order that makes the polygon
         the smaller region). Only convex polygons have this form."""
-        normals = _convex_normals(vertices)
+        normals = convex_normals(vertices)
         if normals is None:
             raise self.unsupported("CONTAINS with a non-convex POLYGON")
         x = f"(cos(radians({dec})) * cos(radians({ra})))"
@@ -137,8 +137,20 @@ class SparkDialect(Dialect):
     def point_in_polygon(self, ra: str, dec: str, vertices: Sequence[float]) -> str:
         return f"CAST({self.polygon_test(ra, dec, vertices)} AS INT)"
 
+    def region_test(self, *, table: str, alias: str, column: str, bounds: tuple[str, str, str], shape: str,
+                    kind: str, cap: tuple[tuple[float, float, float], float], mode: int,
+                    normals: str | None = None) -> str | None:
+        """A constant point inside a stored convex footprint (CONTAINS(POINT, s_region),
+        INTERSECTS either way): inside every edge of its pre-parsed normals. Other shapes against
+        footprints have no SQL form here (None: the test as written, refused)."""
+        if normals is None or kind != "point" or mode not in (0, 1, 2):
+            return None
+        x, y, z = (self.real(v) for v in cap[0])
+        column_sql = self.column(alias, normals)
+        return f"forall({column_sql}, n -> n[0] * {x} + n[1] * {y} + n[2] * {z} >= 0)"
 
-def _convex_normals(vertices: Sequence[float]) -> list[tuple[float, float, float]] | None:
+
+def convex_normals(vertices: Sequence[float]) -> list[tuple[float, float, float]] | None:
     """The inward edge normals of a valid convex spherical polygon, or None (invalid or not
     convex)."""
     import numpy as np
