@@ -110,3 +110,28 @@ def pytest_runtest_makereport(item, call):
     for name, value in getattr(item, "funcargs", {}).items():
         if isinstance(value, ServerProcess):
             report.sections.append((f"diavo server log ({name}: {value.log_path})", value.log_tail(120)))
+
+
+def other_server(kind: str, request, archive_dir, tmp_path_factory) -> ServerProcess:
+    """The same archive served from its HATS catalogs by DuckDB, or by Spark on the cluster."""
+    from conformance.server_process import ServerProcess
+
+    env = {"DIAVO_STORAGE": "hats"}
+    if kind == "spark":
+        from conformance.spark_cluster import driver_conf
+
+        cluster = request.getfixturevalue("spark_cluster")
+        conf = ",".join(f"{k}={v}" for k, v in driver_conf(cluster).items())
+        env = {"DIAVO_ENGINE": "spark", "DIAVO_SPARK_MASTER": cluster.url, "DIAVO_SPARK_CONF": conf}
+    work = tmp_path_factory.mktemp(f"{kind}-server")
+    server = ServerProcess(archive=archive_dir, state_dir=work / "uws", log_path=work / "server.log", extra_env=env)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def spark_server(request, archive_dir, tmp_path_factory):
+    """The archive served by Spark on the session's standalone cluster (for one test module)."""
+    server = other_server("spark", request, archive_dir, tmp_path_factory)
+    yield server
+    server.stop()

@@ -14,6 +14,7 @@ import warnings
 
 import pytest
 
+from conformance.conftest import other_server
 from conformance.taplint_report import parse
 
 pytestmark = pytest.mark.stilts
@@ -28,23 +29,6 @@ class TaplintWarning(UserWarning):
     """A taplint warning (W) or validator failure (F): not fatal, but to be looked at."""
 
 
-def other_server(request, archive_dir, tmp_path_factory):
-    """The same archive served from its HATS catalogs by DuckDB, or by Spark on the cluster."""
-    from conformance.server_process import ServerProcess
-
-    env = {"DIAVO_STORAGE": "hats"}
-    if request.param == "spark":
-        from conformance.spark_cluster import driver_conf
-
-        cluster = request.getfixturevalue("spark_cluster")
-        conf = ",".join(f"{k}={v}" for k, v in driver_conf(cluster).items())
-        env = {"DIAVO_ENGINE": "spark", "DIAVO_SPARK_MASTER": cluster.url, "DIAVO_SPARK_CONF": conf}
-    work = tmp_path_factory.mktemp(f"{request.param}-server")
-    server = ServerProcess(archive=archive_dir, state_dir=work / "uws", log_path=work / "server.log", extra_env=env)
-    server.start()
-    return server
-
-
 @pytest.fixture(scope="module", params=["native", "hats", "spark"])
 def taplint(request, stilts, reports_dir, archive_dir, tmp_path_factory):
     server = None
@@ -52,7 +36,7 @@ def taplint(request, stilts, reports_dir, archive_dir, tmp_path_factory):
         tap_url = request.getfixturevalue("tap_url")
         suffix = ""
     else:
-        server = other_server(request, archive_dir, tmp_path_factory)
+        server = other_server(request.param, request, archive_dir, tmp_path_factory)
         tap_url = server.tap_url
         suffix = f"-{request.param}"
     cmd = [stilts, "taplint", f"tapurl={tap_url}", "report=EWISF", "maxrepeat=20", "truncate=4000"]
