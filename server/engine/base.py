@@ -1,7 +1,7 @@
 """The one interface every engine implements: take translated SQL and limits, give columns.
 
-A second engine (PostgreSQL with pgSphere, Spark SQL) adds an SQL emitter for the ADQL front end
-and an adapter implementing ``Engine``; nothing above this layer changes.
+An engine brings a ``Dialect`` (sql/) for the one SQL emitter and an adapter implementing
+``Engine`` (DuckDB, Spark SQL; PostgreSQL with pgSphere next); nothing above this layer changes.
 """
 from __future__ import annotations
 
