@@ -142,7 +142,8 @@ class SparkEngine:
             for name, data in (uploads or {}).items():
                 session.createDataFrame(data).createOrReplaceTempView(self.dialect.upload_relation(name))
             sc.setJobGroup(group, "diavo query", interruptOnCancel=True)
-            frame = session.sql(query.sql_for(limits.maxrec, self.dialect), args=list(query.params) or None)
+            args = {f"p{i}": value for i, value in enumerate(query.params)}  # the dialect's :p<i> markers
+            frame = session.sql(query.sql_for(limits.maxrec, self.dialect), args=args or None)
             table = frame.toArrow()
         except (QueryAborted, QueryTimeout):
             raise

@@ -21,8 +21,11 @@ class Dialect:
     """The ANSI spelling; engines override what they spell otherwise."""
 
     name = "ansi"
-    #: The marker of a bound parameter (string literals always travel as parameters).
-    param_marker = "?"
+    def param_marker(self, index: int) -> str:
+        """The marker of bound parameter ``index`` (0-based; string literals always travel as
+        parameters). Positional by default; a dialect whose SQL may repeat an argument's text
+        (an expression written out) must name its markers."""
+        return "?"
     #: ADQL function name → the engine's, for functions whose arguments pass through unchanged.
     FUNCTIONS = {
         "ABS": "abs", "CEILING": "ceil", "DEGREES": "degrees", "EXP": "exp", "FLOOR": "floor",

@@ -61,7 +61,7 @@ class _Emitter:
 
     def param(self, value: Any) -> str:
         self.params.append(value)
-        return self.d.param_marker
+        return self.d.param_marker(len(self.params) - 1)
 
     def double(self, e: Any) -> str:
         return self.d.double(self.x(e))

@@ -31,6 +31,10 @@ class SparkDialect(Dialect):
     def quote(name: str) -> str:
         return "`" + name.replace("`", "``") + "`"
 
+    def param_marker(self, index: int) -> str:
+        # named: DISTANCE and the haversine repeat their arguments' text
+        return f":p{index}"
+
     def table_view(self, schema: str, name: str) -> str:
         """The (unquoted) global temporary view an engine must hold a stored table under."""
         return f"{schema}__{name}"
@@ -100,7 +104,7 @@ class SparkDialect(Dialect):
                 f"CAST(split(trim({text}), '[\\\\s,]+') AS ARRAY<DOUBLE>))")
 
     def geometry_output(self, g: str) -> str:
-        return f"slice({g}, 2, size({g}) - 1)"
+        return f"filter({g}, (v, i) -> i > 0)"
 
     def coord(self, g: str, i: int) -> str:
         return f"element_at({g}, {i + 1})"
