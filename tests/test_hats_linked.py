@@ -44,8 +44,16 @@ def survey(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     return out, frame
 
 
-@pytest.fixture(scope="module")
-def server(small_archive, small_hats, survey, tmp_path_factory):
+@pytest.fixture(scope="module", params=["duckdb", "spark"])
+def server(request, small_archive, small_hats, survey, tmp_path_factory):
+    """The archive with the linked catalogs, served by DuckDB and by Spark on the cluster."""
+    env = {}
+    if request.param == "spark":
+        from conformance.spark_cluster import driver_conf
+
+        cluster = request.getfixturevalue("spark_cluster")
+        env = {"DIAVO_ENGINE": "spark", "DIAVO_SPARK_MASTER": cluster.url,
+               "DIAVO_SPARK_CONF": ",".join(f"{k}={v}" for k, v in driver_conf(cluster).items())}
     root = tmp_path_factory.mktemp("linked") / "archive"
     shutil.copytree(small_archive[0], root)
     own = small_hats
@@ -54,7 +62,7 @@ def server(small_archive, small_hats, survey, tmp_path_factory):
         assert proc.returncode == 0, proc.stderr
     assert set(json.loads((root / "linked.json").read_text())) == {"ext.Survey", "ext.Sources"}
     work = tmp_path_factory.mktemp("linked-server")
-    s = ServerProcess(archive=root, state_dir=work / "uws", log_path=work / "server.log")
+    s = ServerProcess(archive=root, state_dir=work / "uws", log_path=work / "server.log", extra_env=env)
     s.start()
     yield s
     s.stop()

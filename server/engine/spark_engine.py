@@ -6,6 +6,7 @@ reader skips row groups by their ``_healpix_29`` statistics. The other tables (O
 image table; a spatial table with no HATS catalog) are small: they are read once from the DuckDB
 catalog and held as global temporary views, as is TAP_SCHEMA, generated from the model.
 
+One engine per process: Spark has one context per driver, and the views are global to it.
 Each query runs in a session of its own (``SparkSession.newSession``: uploads become temporary
 views nobody else sees) under a job group of its own, so a time limit or a UWS abort cancels its
 Spark jobs (``cancelJobGroup``). The dialect's LIMIT caps it at MAXREC+1 rows; the rows come back
@@ -62,7 +63,8 @@ class SparkEngine:
         self._model = model
         self.dialect: Dialect = SPARK
         hats = Path(hats_dir) if hats_dir is not None else store.own_hats_dir(Path(root))
-        self.layout = store.hats_layout(model, hats)
+        # the spatial tables from HATS, and the catalogs linked into the archive (diavo ingest --hats)
+        self.layout, _ = store.archive_layout(model, Path(root), hats)
         builder = SparkSession.builder.master(master).appName("diavo")
         for key, value in {**DEFAULT_CONF, **(conf or {})}.items():
             builder = builder.config(key, value)
@@ -81,17 +83,13 @@ class SparkEngine:
                         data, name = _with_normals(data, column)
                         if name is not None:
                             regions[(qualified, column)] = replace(bounds, normals=name)
-                self._view(data, self.dialect_view(table.schema, table.name))
+                self._view(data, SPARK.table_view(table.schema, table.name))
         finally:
             con.close()
         self.layout = replace(self.layout, regions=regions)
         for name, data in cached_tap_schema_tables(model).items():
             self._view(data, self.dialect.metadata_relation(name))
         self._deadlines = Deadlines()
-        self._lock = threading.Lock()
-
-    def dialect_view(self, schema: str, name: str) -> str:
-        return SPARK.table_view(schema, name)
 
     def _view(self, data, name: str) -> None:
         frame = self._spark.createDataFrame(data) if data.num_rows else self._spark.createDataFrame(
