@@ -23,6 +23,11 @@ HEAVY = ("SELECT COUNT(*) FROM dp1.DiaSource AS a, dp1.DiaSource AS b "
          "WHERE a.psfFlux * b.psfFlux > 1e300 OR a.psfFluxErr + b.psfFluxErr < -1e300")
 
 
+#: Parquet splits of 256 KiB: a scan of the small catalogs has a dozen partitions, not two, so
+#: results come from several partitions in turn.
+CONF = {"spark.sql.files.maxPartitionBytes": "262144", "spark.sql.files.openCostInBytes": "65536"}
+
+
 @pytest.fixture(scope="module")
 def services(small_archive, small_hats, spark_cluster):
     from conformance.spark_cluster import driver_conf
@@ -30,7 +35,7 @@ def services(small_archive, small_hats, spark_cluster):
 
     model = load_model()
     spark = QueryService(model, open_engine("spark", small_archive[0], model, hats_dir=small_hats,
-                                            spark_master=spark_cluster.url, spark_conf=driver_conf(spark_cluster)))
+                                            spark_master=spark_cluster.url, spark_conf=CONF | driver_conf(spark_cluster)))
     duck = QueryService(model, DuckDBEngine(small_archive[0], model))
     yield {"spark": spark, "duckdb": duck}
     spark.close()
@@ -175,3 +180,40 @@ def test_footprints_hold_points_as_on_duckdb(services, adql):
 def test_what_has_no_sql_form_on_spark_is_refused_clearly(services, adql):
     with pytest.raises(ADQLError, match="not available on the spark engine"):
         services["spark"].translate(adql)
+
+
+def test_results_stream_in_batches_in_the_order_of_order_by(services):
+    adql = "SELECT diaSourceId, psfFlux FROM dp1.DiaSource ORDER BY psfFlux DESC, diaSourceId"
+    service = services["spark"]
+    stream = service.stream(service.translate(adql), Limits(maxrec=None, timeout_s=300, batch_rows=500))
+    sizes, rows = [], []
+    for batch in stream:
+        sizes.append(batch.num_rows)
+        rows.extend(tuple(r.values()) for r in batch.to_pylist())
+    want = run(services["duckdb"], adql).table
+    assert len(sizes) > 3 and max(sizes) <= 500, sizes
+    assert rows == [tuple(r.values()) for r in want.to_pylist()]
+    assert stream.schema.names == ["diaSourceId", "psfFlux"] and not stream.overflow
+
+
+def test_a_reader_that_leaves_early_stops_the_spark_jobs(services):
+    """Partitions are fetched as they are read (the next one prefetched), not collected: a
+    reader that leaves after one batch ran jobs for only the first partitions."""
+    service = services["spark"]
+    query = service.translate("SELECT diaSourceId, ra, dec FROM dp1.DiaSource")
+    session = service.engine._spark.newSession()
+    partitions = session.sql(query.sql_for(None, service.engine.dialect))._jdf.toArrowBatchRdd().getNumPartitions()
+    assert partitions >= 6, partitions
+    tracker = service.engine._spark.sparkContext.statusTracker()
+    whole = service.stream(query, Limits(maxrec=None, timeout_s=300, batch_rows=100))
+    assert sum(b.num_rows for b in whole) == run(services["duckdb"], "SELECT COUNT(*) AS n FROM dp1.DiaSource").table[0][0].as_py()
+    jobs_whole = len(tracker.getJobIdsForGroup(whole.label))  # planning, then one per partition
+    stream = service.stream(query, Limits(maxrec=None, timeout_s=300, batch_rows=100))
+    first = next(iter(stream))
+    assert first.num_rows == 100
+    stream.close()
+    assert active_jobs(services) == []
+    jobs_early = len(tracker.getJobIdsForGroup(stream.label))
+    assert jobs_whole >= partitions and jobs_whole - jobs_early >= partitions - 3, (jobs_whole, jobs_early)
+    # the engine still answers after a stream was cut short
+    assert run(service, "SELECT COUNT(*) AS n FROM dp1.Visit").table.num_rows == 1

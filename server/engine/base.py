@@ -76,8 +76,10 @@ class ResultStream:
     """
 
     def __init__(self, batches: Iterator, schema, columns: list[dict], maxrec: int | None,
-                 on_close=None) -> None:
+                 on_close=None, label: str = "") -> None:
         self._batches = batches
+        #: The engine's own name for the running query (Spark's job group), for operators.
+        self.label = label
         self.schema = schema
         self.columns = columns
         #: VOTable RESOURCE elements written after the results (service descriptors).

@@ -9,18 +9,21 @@ catalog and held as global temporary views, as is TAP_SCHEMA, generated from the
 One engine per process: Spark has one context per driver, and the views are global to it.
 Each query runs in a session of its own (``SparkSession.newSession``: uploads become temporary
 views nobody else sees) under a job group of its own, so a time limit or a UWS abort cancels its
-Spark jobs (``cancelJobGroup``). The dialect's LIMIT caps it at MAXREC+1 rows; the rows come back
-as Arrow and are cast to the types the checker declared (Spark widens some: ``ceil`` is BIGINT,
-``DIV`` is BIGINT).
+Spark jobs (``cancelJobGroup``). The dialect's LIMIT caps it at MAXREC+1 rows; the rows stream
+back as Arrow batches, partition after partition, cast to the types the checker declared (Spark
+widens some: ``ceil`` is BIGINT, ``DIV`` is BIGINT).
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from diavo.server.engine.base import (
     Cancel,
@@ -99,70 +102,145 @@ class SparkEngine:
     # ---------------------------------------------------------------- queries
     def stream(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
                uploads: dict | None = None) -> ResultStream:
-        """The rows (at most MAXREC+1, the stream tells the overflow) as Arrow batches."""
-        table = self._run(query, limits, cancel, uploads)
-        batches = table.to_batches(max_chunksize=limits.batch_rows)
-        return ResultStream(iter(batches), table.schema, list(query.columns), limits.maxrec)
+        """The rows (at most MAXREC+1; the stream tells the overflow) as Arrow batches, fetched
+        from Spark one partition at a time as the caller reads them. The first batch is read
+        here, so an error Spark finds early raises before any output is written."""
+        import pyarrow as pa
+
+        run = _Run(self._spark, self._deadlines, limits, cancel)
+        try:
+            batches = run.start(query, self.dialect, uploads)
+            first = next(batches, None)
+        except BaseException:
+            run.release()
+            raise
+        columns = list(query.columns)
+        schema = _conform(run.schema.empty_table(), columns, pa).schema
+        rest = (_conform(b, columns, pa) for b in batches)
+        head = [] if first is None else [_conform(first, columns, pa)]
+        return ResultStream(itertools.chain(head, rest), schema, columns, limits.maxrec,
+                            on_close=run.release, label=run.group)
 
     def execute(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
                 uploads: dict | None = None) -> ResultSet:
-        t0 = time.perf_counter()
-        table = self._run(query, limits, cancel, uploads)
-        overflow = limits.maxrec is not None and table.num_rows > limits.maxrec
-        if overflow:
-            table = table.slice(0, limits.maxrec)
-        return ResultSet(table=table, columns=list(query.columns), overflow=overflow,
-                         elapsed_s=time.perf_counter() - t0)
-
-    def _run(self, query: EngineQuery, limits: Limits, cancel: Cancel | None, uploads: dict | None):
         import pyarrow as pa
 
-        session = self._spark.newSession()
-        sc = self._spark.sparkContext
-        group = f"diavo-{uuid.uuid4().hex}"
-        timed_out = threading.Event()
-        aborted = threading.Event()
-
-        def interrupt() -> None:
-            aborted.set()
-            sc.cancelJobGroup(group)
-
-        def on_timeout() -> None:
-            timed_out.set()
-            sc.cancelJobGroup(group)
-
-        key = self._deadlines.schedule(limits.timeout_s, on_timeout) if limits.timeout_s else None
-        if cancel is not None:
-            cancel.bind(interrupt)
-        try:
-            if cancel is not None and cancel.cancelled:
-                raise QueryAborted("query aborted")
-            for name, data in (uploads or {}).items():
-                session.createDataFrame(data).createOrReplaceTempView(self.dialect.upload_relation(name))
-            sc.setJobGroup(group, "diavo query", interruptOnCancel=True)
-            args = {f"p{i}": value for i, value in enumerate(query.params)}  # the dialect's :p<i> markers
-            frame = session.sql(query.sql_for(limits.maxrec, self.dialect), args=args or None)
-            table = frame.toArrow()
-        except (QueryAborted, QueryTimeout):
-            raise
-        except Exception as exc:
-            if timed_out.is_set():
-                raise QueryTimeout(f"query exceeded the execution duration of {limits.timeout_s:g} s") from exc
-            if aborted.is_set():
-                raise QueryAborted("query aborted") from exc
-            raise EngineError(_first_line(exc)) from exc
-        finally:
-            if key is not None:
-                self._deadlines.cancel(key)
-            if cancel is not None:
-                cancel.unbind(interrupt)
-            with contextlib.suppress(Exception):
-                sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]  # None clears it
-        return _conform(table, list(query.columns), pa)
+        t0 = time.perf_counter()
+        stream = self.stream(query, limits, cancel, uploads)
+        table = pa.Table.from_batches(list(stream), schema=stream.schema)
+        return ResultSet(table=table, columns=list(query.columns), overflow=stream.overflow,
+                         elapsed_s=time.perf_counter() - t0)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._spark.stop()
+
+
+class _Run:
+    """One query on Spark: its session (uploads are that session's temporary views), its job
+    group (which a time limit or an abort cancels) and the socket its batches come through.
+
+    pyspark's own Arrow collect (``toArrow``) holds every batch until the last has arrived (they
+    come out of order); here the Arrow batch RDD is served one partition after another (the next
+    one prefetched), which keeps the order of an ORDER BY and the memory of two partitions.
+    """
+
+    def __init__(self, spark, deadlines: Deadlines, limits: Limits, cancel: Cancel | None) -> None:
+        self._spark = spark
+        self._sc = spark.sparkContext
+        self._deadlines = deadlines
+        self._limits = limits
+        self._cancel = cancel
+        self.group = f"diavo-{uuid.uuid4().hex}"
+        self._timed_out = threading.Event()
+        self._aborted = threading.Event()
+        self._finished = threading.Event()
+        self._released = threading.Lock()
+        self._key = deadlines.schedule(limits.timeout_s, self._on_timeout) if limits.timeout_s else None
+        self.schema: Any = None  # pyarrow.Schema of Spark's batches, known once planned
+        if cancel is not None:
+            cancel.bind(self._interrupt)
+
+    def _interrupt(self) -> None:
+        self._aborted.set()
+        self._sc.cancelJobGroup(self.group)
+
+    def _on_timeout(self) -> None:
+        self._timed_out.set()
+        self._sc.cancelJobGroup(self.group)
+
+    def start(self, query: EngineQuery, dialect: Dialect, uploads: dict | None) -> Iterator:
+        """Plan the query and serve its batches; Spark runs a stage before the last one here."""
+        from pyspark.serializers import NoOpSerializer
+        from pyspark.sql.pandas.types import to_arrow_schema
+        from pyspark.util import _local_iterator_from_socket
+
+        session = self._spark.newSession()
+        # The job group covers every job of the query: those that list and read Parquet footers
+        # while planning, the stages before the last, and (the serving thread the JVM starts
+        # inherits it) the jobs that fetch each partition.
+        self._sc.setJobGroup(self.group, "diavo query", interruptOnCancel=True)
+        try:
+            with self._errors():
+                self._check()
+                session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(self._limits.batch_rows))
+                for name, data in (uploads or {}).items():
+                    session.createDataFrame(data).createOrReplaceTempView(dialect.upload_relation(name))
+                args = {f"p{i}": value for i, value in enumerate(query.params)}  # the dialect's :p<i> markers
+                frame = session.sql(query.sql_for(self._limits.maxrec, dialect), args=args or None)
+                large = session.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false") == "true"
+                self.schema = to_arrow_schema(frame.schema, timezone="UTC", prefers_large_types=large)
+                self._check()
+                rdd = frame._jdf.toArrowBatchRdd()
+                served = self._sc._jvm.PythonRDD.toLocalIteratorAndServe(rdd, True)
+        finally:
+            with contextlib.suppress(Exception):
+                self._sc.setLocalProperty("spark.jobGroup.id", None)  # None clears it
+        return self._batches(_local_iterator_from_socket(served, NoOpSerializer()))
+
+    def _batches(self, messages) -> Iterator:
+        import pyarrow as pa
+
+        with self._errors():
+            for message in messages:
+                self._check()
+                yield pa.ipc.read_record_batch(pa.py_buffer(message), self.schema)
+            self._check()
+        self._finished.set()
+
+    def _check(self) -> None:
+        """Cancelling a job group stops the jobs running then, not those started after: a limit
+        or an abort that fell between two jobs is seen here."""
+        if self._timed_out.is_set():
+            raise QueryTimeout(f"query exceeded the execution duration of {self._limits.timeout_s:g} s")
+        if self._aborted.is_set() or (self._cancel is not None and self._cancel.cancelled):
+            raise QueryAborted("query aborted")
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Spark's exceptions as the engine's: a cancelled job is a timeout or an abort."""
+        try:
+            yield
+        except (QueryAborted, QueryTimeout):
+            raise
+        except Exception as exc:
+            if self._timed_out.is_set():
+                raise QueryTimeout(f"query exceeded the execution duration of {self._limits.timeout_s:g} s") from exc
+            if self._aborted.is_set():
+                raise QueryAborted("query aborted") from exc
+            raise EngineError(_first_line(exc)) from exc
+
+    def release(self) -> None:
+        """Stop what still runs (a reader that left early) and forget the hooks; idempotent."""
+        if not self._released.acquire(blocking=False):
+            return
+        if not self._finished.is_set():
+            with contextlib.suppress(Exception):
+                self._sc.cancelJobGroup(self.group)
+        if self._key is not None:
+            self._deadlines.cancel(self._key)
+        if self._cancel is not None:
+            self._cancel.unbind(self._interrupt)
 
 
 def _catalog_relation(schema: str, name: str) -> str:
@@ -220,4 +298,6 @@ def _conform(table, columns: list[dict], pa):
                 array = array.cast(target)
         arrays.append(array)
         names.append(meta["name"])
+    if isinstance(table, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(arrays, names=names)
     return pa.table(arrays, names=names)
