@@ -219,10 +219,19 @@ def parse_region(text) -> list[float] | None:
 
 def parse_regions(texts) -> list[list[float] | None]:
     tuples = [_region_tuple(t) for t in texts]
+    return [_tagged(g, s) for g, s in zip(tuples, _tuple_shapes(tuples), strict=True)]
+
+
+def region_shapes(texts) -> list[Shape | None]:
+    """Many STC-S or DALI regions as Shapes at once (None where a text is not a region)."""
+    return _tuple_shapes([_region_tuple(t) for t in texts])
+
+
+def _tuple_shapes(tuples: list[tuple | None]) -> list[Shape | None]:
     ok = [i for i, g in enumerate(tuples) if g is not None]
     out: list = [None] * len(tuples)
-    for i, s in zip(ok, shapes([g for g in tuples if g is not None]), strict=False):
-        out[i] = _tagged(tuples[i], s)
+    for i, s in zip(ok, shapes([g for g in tuples if g is not None]), strict=True):
+        out[i] = s
     return out
 
 

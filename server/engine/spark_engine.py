@@ -254,19 +254,18 @@ def _with_normals(data, column: str):
     polygon, so region tests on it are refused rather than answered wrongly."""
     import pyarrow as pa
 
-    from diavo.server.adql.geometry import parse_region
-    from diavo.server.sql.spark_dialect import convex_normals
+    from diavo.server.adql.geometry import POLYGON, region_shapes
+    from diavo.server.sql.spark_dialect import polygons_normals
 
-    out: list = []
-    for text in data.column(column).to_pylist():
-        g = parse_region(text) if text is not None else None
-        if g is None:
-            out.append(None)  # no footprint: no row passes a test on it, as on DuckDB
-            continue
-        normals = convex_normals(g[1:]) if g[0] == 3 else None
-        if normals is None:
-            return data, None
-        out.append([list(v) for v in normals])
+    texts = data.column(column).to_pylist()
+    shapes = region_shapes(texts)
+    if any(s is not None and s.kind != POLYGON for s in shapes):
+        return data, None
+    normals = polygons_normals([None if s is None else s.poly for s in shapes])
+    if any(n is None and s is not None for n, s in zip(normals, shapes, strict=True)):
+        return data, None
+    # no footprint (or one that is not a region): no row passes a test on it, as on DuckDB
+    out = [None if n is None else [list(v) for v in n] for n in normals]
     name = f"_{column}_normals"
     return data.append_column(name, pa.array(out, type=pa.list_(pa.list_(pa.float64())))), name
 

@@ -9,7 +9,6 @@ that says so.
 """
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 
@@ -157,28 +156,39 @@ class SparkDialect(Dialect):
 def convex_normals(vertices: Sequence[float]) -> list[tuple[float, float, float]] | None:
     """The inward edge normals of a valid convex spherical polygon, or None (invalid or not
     convex)."""
-    import numpy as np
-
     from diavo.server.adql.geometry import polygon_of
 
-    p = polygon_of(tuple(float(v) for v in vertices))
-    if p is None:
-        return None
-    v = np.asarray(p.v, dtype=float)
-    normals = np.cross(v, np.roll(v, -1, axis=0))
-    centre = np.asarray(p.centre, dtype=float)
-    if np.all(normals @ centre < 0):
-        normals = -normals
-    elif not np.all(normals @ centre > 0):
-        return None
-    # convex: every vertex on the inner side of every edge's great circle
-    if np.any(v @ normals.T < -1e-12):
-        return None
-    norms = np.linalg.norm(normals, axis=1)
-    if np.any(norms == 0) or not all(math.isfinite(float(x)) for x in normals.ravel()):
-        return None
-    unit = normals / norms[:, None]
-    return [(float(a), float(b), float(c)) for a, b, c in unit]
+    return polygons_normals([polygon_of(tuple(float(v) for v in vertices))])[0]
+
+
+def polygons_normals(polygons: Sequence) -> list[list[tuple[float, float, float]] | None]:
+    """``convex_normals`` of many validated polygons (spherical.Polygon, or None) at once: the
+    polygons of each vertex count in one array (an ObsCore table's footprints in milliseconds)."""
+    import numpy as np
+
+    out: list = [None] * len(polygons)
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(polygons):
+        if p is not None:
+            groups.setdefault(len(p.v), []).append(i)
+    for idx in groups.values():
+        v = np.stack([np.asarray(polygons[i].v, dtype=float) for i in idx])        # (M, n, 3)
+        centre = np.stack([np.asarray(polygons[i].centre, dtype=float) for i in idx])  # (M, 3)
+        normals = np.cross(v, np.roll(v, -1, axis=1))
+        side = np.einsum("mnk,mk->mn", normals, centre)
+        inward = np.all(side > 0, axis=1)
+        outward = np.all(side < 0, axis=1)
+        normals[outward] = -normals[outward]
+        # convex: every vertex on the inner side of every edge's great circle
+        convex = ~np.any(np.einsum("mik,mjk->mij", v, normals) < -1e-12, axis=(1, 2))
+        norms = np.linalg.norm(normals, axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            unit = normals / norms[..., None]
+        ok = (inward | outward) & convex & np.all(norms != 0, axis=1) & np.all(np.isfinite(unit), axis=(1, 2))
+        for k, i in enumerate(idx):
+            if ok[k]:
+                out[i] = [(float(a), float(b), float(c)) for a, b, c in unit[k]]
+    return out
 
 
 SPARK = SparkDialect()
