@@ -105,6 +105,9 @@ def test_a_cone_reads_only_the_partitions_its_cover_meets(services):
     sql = services["spark"].translate(CORPUS["cone"]).sql
     named = sql.count("Npix=")
     assert total > 3 and 0 < named < total, (named, total)
+    # a query that reads the whole catalog names the view listed once at start, not every file
+    whole = services["spark"].translate("SELECT COUNT(*) AS n FROM dp1.DiaSource WHERE psfFlux > 0").sql
+    assert "global_temp.`hats__dp1__DiaSource`" in whole and "Npix=" not in whole
 
 
 def test_maxrec_is_the_dialects_limit_and_overflow_is_told(services):

@@ -2,7 +2,8 @@
 
 The spatial tables are read from the archive's HATS catalogs (``DIR/hats``, or ``hats_dir``) as
 Parquet: the plan names only the partitions a query's HEALPix cover meets, and Spark's Parquet
-reader skips row groups by their ``_healpix_29`` statistics. The other tables (ObsCore, Visit, the
+reader skips row groups by their ``_healpix_29`` statistics; a query that reads a whole catalog
+names a global view over all its files, listed (and its schema read) once at start. The other tables (ObsCore, Visit, the
 image table; a spatial table with no HATS catalog) are small: they are read once from the DuckDB
 catalog and held as global temporary views, as is TAP_SCHEMA, generated from the model.
 
@@ -90,6 +91,15 @@ class SparkEngine:
         finally:
             con.close()
         self.layout = replace(self.layout, regions=regions)
+        whole = {}
+        for qualified, parts in self.layout.partitions.items():
+            files = tuple(p.path for p in parts)
+            if not SPARK.nameable(files):
+                continue  # the dialect refuses such a catalog with a message
+            view = "hats__" + qualified.replace(".", "__")
+            self._spark.read.parquet(*files).createOrReplaceGlobalTempView(view)
+            whole[files] = view
+        self.dialect = SPARK.with_views(whole)
         for name, data in cached_tap_schema_tables(model).items():
             self._view(data, self.dialect.metadata_relation(name))
         self._deadlines = Deadlines()

@@ -26,6 +26,15 @@ class SparkDialect(Dialect):
     TYPES = {"SMALLINT": "SMALLINT", "INTEGER": "INT", "BIGINT": "BIGINT", "REAL": "FLOAT",
              "DOUBLE": "DOUBLE", "VARCHAR": "STRING", "TIMESTAMP": "TIMESTAMP"}
 
+    def __init__(self, whole: dict[tuple[str, ...], str] | None = None) -> None:
+        #: Every partition file of a HATS catalog -> the global temporary view an engine holds
+        #: over them: a query that reads the whole catalog names the view, whose files were
+        #: listed and whose schema was read once, not a glob Spark lists again per query.
+        self._whole = dict(whole or {})
+
+    def with_views(self, whole: dict[tuple[str, ...], str]) -> SparkDialect:
+        return SparkDialect({**self._whole, **whole})
+
     @staticmethod
     def quote(name: str) -> str:
         return "`" + name.replace("`", "``") + "`"
@@ -45,9 +54,17 @@ class SparkDialect(Dialect):
             return "global_temp." + self.quote(self.metadata_relation(relation[1]))
         return super().relation(relation)
 
+    @staticmethod
+    def nameable(files: Sequence[str]) -> bool:
+        """Whether Spark can be given these paths (Hadoop reads its glob characters in any)."""
+        return not any(_GLOB_SPECIAL & set(f) for f in files)
+
     def parquet(self, files: Sequence[str]) -> str:
+        view = self._whole.get(tuple(files))
+        if view is not None:
+            return "global_temp." + self.quote(view)
         for f in files:
-            if _GLOB_SPECIAL & set(f):
+            if not self.nameable([f]):
                 raise ValueError(f"the spark engine cannot name the Parquet file {f!r} (it holds one of "
                                  f"{''.join(sorted(_GLOB_SPECIAL))})")
         if len(files) == 1:
