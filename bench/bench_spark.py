@@ -16,6 +16,7 @@ thresholds, as queries per second. Everything goes through the QueryService the 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -93,14 +94,43 @@ def measure(name: str, service, repeat: int, clients: int, up) -> dict:
             with lock:
                 done.append(1)
 
+    cpu0 = cpu_seconds()
     t = time.perf_counter()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    out["throughput"] = (len(done) / (time.perf_counter() - t), None)
-    print(f"  {name:16s} {clients} clients: {out['throughput'][0]:.2f} queries/s", flush=True)
+    wall = time.perf_counter() - t
+    cpu = {k: v - cpu0[k] for k, v in cpu_seconds().items()}
+    out["throughput"] = (len(done) / wall, None)
+    busy = (cpu["driver"] + cpu["executors"]) / wall
+    print(f"  {name:16s} {clients} clients: {out['throughput'][0]:.2f} queries/s; CPU per query: driver "
+          f"{cpu['driver'] / len(done):.2f} s, executors {cpu['executors'] / len(done):.2f} s; "
+          f"{busy:.2f} of {os.cpu_count()} cores busy", flush=True)
+    out["cpu"] = ({k: v / len(done) for k, v in cpu.items()}, None)
+    return out
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process with its driver JVM, and of every Spark
+    executor JVM on the machine (Linux /proc: the bench runs master, workers and driver here)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    out = {"driver": own.user + own.system, "executors": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if b"CoarseGrainedExecutorBackend" in cmd:
+            out["executors"] += seconds
+        elif b"pyspark-shell" in cmd and int(fields[1]) == os.getpid():
+            out["driver"] += seconds
     return out
 
 
@@ -144,6 +174,10 @@ def main() -> None:
             assert res[label][1] == results["duckdb"][label][1], (name, label)
     one, two = results["spark 1 worker"]["throughput"][0], results["spark 2 workers"]["throughput"][0]
     print(f"same rows on every engine; throughput 2 workers / 1 worker: {two / one:.2f}x")
+    cpu = results["spark 2 workers"]["cpu"][0]
+    print(f"with 2 workers: {os.cpu_count()} cores here bound the mix at "
+          f"{os.cpu_count() / (cpu['driver'] + cpu['executors']):.2f} queries/s; on a cluster where "
+          f"the driver has its own cores, N one-core workers bound it at N x {1 / cpu['executors']:.2f}")
 
 
 if __name__ == "__main__":
