@@ -3,9 +3,10 @@
 The spatial tables are read from the archive's HATS catalogs (``DIR/hats``, or ``hats_dir``) as
 Parquet: the plan names only the partitions a query's HEALPix cover meets, and Spark's Parquet
 reader skips row groups by their ``_healpix_29`` statistics; a query that reads a whole catalog
-names a global view over all its files, listed (and its schema read) once at start. The other tables (ObsCore, Visit, the
-image table; a spatial table with no HATS catalog) are small: they are read once from the DuckDB
-catalog and held as global temporary views, as is TAP_SCHEMA, generated from the model.
+names a global view over all its files, listed (and its schema read) once at start. The other
+tables (ObsCore, Visit, the image table; a spatial table with no HATS catalog) are small: they are
+read once from the DuckDB catalog and held as global temporary views, as is TAP_SCHEMA, generated
+from the model.
 
 One engine per process: Spark has one context per driver, and the views are global to it.
 Each query runs in a session of its own (``SparkSession.newSession``: uploads become temporary
