@@ -123,6 +123,9 @@ def create_app(settings: Settings) -> Starlette:
     # Issue 5 protocols: each module adds its own line below (SIA; DataLink, SODA, images).
     from diavo.server.protocols import datalink, images, sia, soda
     routes += sia.routes() + images.routes() + datalink.routes() + soda.routes()
+    from diavo.server.web import page
+
+    routes += page.routes()
 
     handlers: dict[Any, Callable[..., Any]] = {DaliError: _dali_error, HTTPException: _http_error,
                                                Exception: _internal_error}

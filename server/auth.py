@@ -13,7 +13,8 @@ from diavo.server.settings import Settings
 
 #: Paths anyone may read even when tokens are required (VOSI metadata and the human pages).
 PUBLIC = ("/tap/availability", "/tap/capabilities", "/tap/tables", "/tap/examples",
-          "/sia/availability", "/sia/capabilities", "/soda/availability", "/soda/capabilities")
+          "/sia/availability", "/sia/capabilities", "/soda/availability", "/soda/capabilities",
+          "/ui/static/", "/ui/vendor/", "/ui/check")
 PUBLIC_EXACT = ("/", "/tap", "/tap/", "/favicon.ico")
 
 

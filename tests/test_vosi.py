@@ -23,6 +23,7 @@ from diavo.server.output.formats import FORMATS, resolve
 from diavo.server.protocols import examples, landing, vosi
 from diavo.server.query.executor import open_service, translate
 from diavo.server.settings import Settings
+from diavo.server.web import page
 
 NS = {
     "vosi": "http://www.ivoa.net/xml/VOSICapabilities/v1.0",
@@ -39,7 +40,7 @@ async def _fault(request: Request, exc: DaliError) -> Response:
 
 
 def client(root, **settings) -> TestClient:
-    app = Starlette(routes=[*landing.routes(), *vosi.routes(), *examples.routes()],
+    app = Starlette(routes=[*landing.routes(), *page.routes(), *vosi.routes(), *examples.routes()],
                     exception_handlers={DaliError: _fault})
     app.state.ctx = types.SimpleNamespace(settings=Settings(root=root, **settings), model=load_model(),
                                           started=dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))

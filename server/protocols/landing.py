@@ -151,7 +151,6 @@ async def tap_root(request: Request) -> HTMLResponse:
 
 def routes() -> list[Route]:
     return [
-        Route("/", root, methods=["GET"]),
         Route("/tap", tap_root, methods=["GET"]),
         Route("/tap/", tap_root, methods=["GET"]),
     ]
