@@ -247,3 +247,21 @@ def test_the_check_endpoint_answers_in_json(http, base_url):
     assert missing.status_code == 400 and missing.json()["error"]["message"].startswith("QUERY")
     assert http.get(base_url + "/ui/static/nosuch.js").status_code == 404
     assert http.get(base_url + "/ui/static/main.js").headers["content-type"].startswith("text/javascript")
+
+
+def test_the_page_works_from_the_keyboard(page):
+    page.focus("#tab-query")
+    page.keyboard.press("ArrowRight")
+    assert page.is_visible("#panel-tables") and not page.is_visible("#panel-query")
+    assert page.evaluate("document.activeElement.id") == "tab-tables"
+    page.keyboard.press("ArrowLeft")
+    assert page.is_visible("#panel-query")
+    page.fill("#adql", "SELECT TOP 4 diaSourceId FROM dp1.DiaSource ORDER BY diaSourceId")
+    page.focus("#adql")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#result-table tbody tr")
+    assert page.locator("#result-table tbody tr").count() == 4
+    # every form control has a label a screen reader can announce
+    unlabelled = page.evaluate("""[...document.querySelectorAll('input, select, textarea')]
+        .filter((c) => !(c.labels && c.labels.length) && !c.getAttribute('aria-label')).map((c) => c.id || c.name)""")
+    assert unlabelled == []
