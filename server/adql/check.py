@@ -364,7 +364,7 @@ class _Checker(ExpressionChecker):
                     raise err(ref, f"{n.dotted(qual)} is ambiguous", "ambiguous-column")
                 if srcs:
                     qual_seen = True
-                    cols = [c for c in srcs[0].columns if name.matches(c.name)]
+                    cols = srcs[0].named(name)
                     if cols:
                         return cols[0]
                     if quiet:
@@ -374,7 +374,7 @@ class _Checker(ExpressionChecker):
             else:
                 if name.key in s.merged or (not name.delimited and name.text.lower() in s.merged):
                     return s.merged[name.text.lower()]
-                found = [c for src in s.sources for c in src.columns if name.matches(c.name)]
+                found = [c for src in s.sources for c in src.named(name)]
                 if len(found) > 1:
                     raise err(ref, f"column {name} is ambiguous", "ambiguous-column",
                                "qualify it with one of " + ", ".join(

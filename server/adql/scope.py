@@ -65,6 +65,19 @@ class Source:
     qualified: str | None = None  # model table, for the spatial fast path
     query: n.QueryExpr | None = None  # derived table or CTE body (None for stored tables)
     cte: bool = False
+    #: columns by lower-case name, built on first lookup (a DiaSource has 87 columns and a query
+    #: looks up each of its names: a scan per name was the checker's largest cost)
+    _by_name: dict[str, list[ScopeCol]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def named(self, name: n.Name) -> list[ScopeCol]:
+        """The columns ``name`` resolves to here, in column order (as ``name.matches`` decides)."""
+        index = self._by_name
+        if index is None or sum(map(len, index.values())) != len(self.columns):
+            index = {}
+            for c in self.columns:
+                index.setdefault(c.name.lower(), []).append(c)
+            self._by_name = index
+        return [c for c in index.get(name.text.lower(), ()) if name.matches(c.name)]
 
     def matches(self, qual: tuple[n.Name, ...]) -> bool:
         if self.alias is not None:
