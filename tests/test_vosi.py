@@ -20,7 +20,7 @@ from diavo.server.archive.model import load_model, tap_schema_rows
 from diavo.server.engine.base import Limits
 from diavo.server.errors import DaliError
 from diavo.server.output.formats import FORMATS, resolve
-from diavo.server.protocols import examples, landing, vosi
+from diavo.server.protocols import examples, landing, vosi, vosi_documents
 from diavo.server.query.executor import open_service, translate
 from diavo.server.settings import Settings
 from diavo.server.web import page
@@ -131,7 +131,7 @@ def test_output_formats_are_the_servers(http):
     mime = re.compile(rf"(text|image|audio|video|application|x-{token})/{token}\s*(;.*)?")  # taplint
     for f in declared:
         assert mime.fullmatch(f.find("mime").text.strip())
-        assert f.get("ivo-id") is None or f.get("ivo-id") in vosi.OUTPUT_KEYS
+        assert f.get("ivo-id") is None or f.get("ivo-id") in vosi_documents.OUTPUT_KEYS
     assert any(f.get("ivo-id", "").endswith("#output-votable-td") for f in declared)
 
 
@@ -211,12 +211,12 @@ def test_declared_language_features_are_real(http):
                 assert match and match.group(1) in UDFS
                 form = match.group(1)
             elif key.endswith("#features-adqlgeo"):
-                assert form in vosi.GEOMETRY_FORMS
+                assert form in vosi_documents.GEOMETRY_FORMS
             assert feature.find("description").text
             translate(SAMPLES[form], model)
             seen.add(form)
-    assert seen >= vosi.GEOMETRY_FORMS | set(UDFS) | {"WITH", "OFFSET", "CAST", "UNION", "ILIKE", "IN_UNIT"}
-    # Left out for the validators' sake (see vosi.UNDECLARED), but it does run:
+    assert seen >= vosi_documents.GEOMETRY_FORMS | set(UDFS) | {"WITH", "OFFSET", "CAST", "UNION", "ILIKE", "IN_UNIT"}
+    # Left out for the validators' sake (see vosi_documents.UNDECLARED), but it does run:
     assert "COALESCE" not in seen
     translate(SAMPLES["COALESCE"], model)
     assert {f for f in seen if f in CATALOGUE} <= set(CATALOGUE)

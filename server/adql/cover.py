@@ -8,6 +8,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from diavo.shared.healpix import cone_cells
+
 from . import spherical as sph
 from .geometry import polygon_of
 
@@ -60,29 +62,6 @@ def _coarse_depth(size_deg: float, depth: int) -> int:
     return max(0, min(depth, d))
 
 
-def _cone_cells(ra: float, dec: float, r: float, depth: int):
-    """cdshealpix's cone coverage (cells and their depths, not flattened), in degrees.
-
-    The compiled function under cdshealpix.nested takes radians as plain floats; building the
-    astropy Longitude, Latitude and Quantity that the public wrapper validates cost more than the
-    search itself (0.12 of 0.28 ms per cone). The public wrapper is the fallback should a release
-    rename the compiled one.
-    """
-    from cdshealpix import cdshealpix as compiled
-
-    try:
-        ipix, dd, _ = compiled.cone_search(np.uint8(depth), np.uint8(2), np.float64(math.radians(ra)),
-                                           np.float64(math.radians(dec)), np.float64(math.radians(r)), False)
-        return ipix, dd
-    except (AttributeError, TypeError):
-        import astropy.units as u
-        from astropy.coordinates import Latitude, Longitude
-        from cdshealpix import nested
-
-        ipix, dd, _ = nested.cone_search(Longitude(ra * u.deg), Latitude(dec * u.deg), r * u.deg, depth, flat=False)
-        return ipix, dd
-
-
 def healpix_ranges(kind: str, params, depth: int = 16, max_ranges: int = 64
                    ) -> list[tuple[int, int]]:
     """Inclusive ranges of nested HEALPix indices at ``depth`` whose union covers the shape.
@@ -104,7 +83,7 @@ def healpix_ranges(kind: str, params, depth: int = 16, max_ranges: int = 64
             return full
         d = _coarse_depth(2 * r, depth)
         pad = 1e-7 + r * 1e-9
-        ipix, dd = _cone_cells(ra % 360, dec, r + pad, d)
+        ipix, dd = cone_cells(ra % 360, dec, r + pad, d)
         cells = [(ipix.astype(np.int64), dd.astype(np.int64))]
     elif kind == "polygon":
         import astropy.units as u

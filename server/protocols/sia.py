@@ -16,8 +16,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
-from vo_models.vodataservice.models import ParamHTTP
-from vo_models.voresource.models import Capability, SecurityMethod
 
 from diavo.server.adql.errors import ADQLError
 from diavo.server.engine.base import Cancel, EngineError, Limits, QueryAborted, QueryTimeout
@@ -38,12 +36,16 @@ PREFIX = "/sia"
 
 def capabilities_document(settings, base: str) -> bytes:
     """VOSI capabilities of the SIA service at ``base``/sia (SIA 2.0 §2.3)."""
+    from vo_models.vodataservice.models import ParamHTTP
+    from vo_models.voresource.models import Capability, SecurityMethod
+
+    docs = vosi.documents()
     root = base + PREFIX
-    security = [SecurityMethod(standard_id=vosi.TOKEN_SECURITY)] if settings.auth_required else []  # type: ignore[arg-type]  # pydantic makes the AnyUrl
+    security = [SecurityMethod(standard_id=docs.TOKEN_SECURITY)] if settings.auth_required else []
     query = Capability(standard_id=q.STANDARD_ID, interface=[ParamHTTP(  # type: ignore[arg-type]  # pydantic makes the AnyUrl
-        role="std", version="2.0", access_url=[vosi.URL(value=root + "/query", use="full")],
+        role="std", version="2.0", access_url=[docs.URL(value=root + "/query", use="full")],
         security_method=security)])
-    return vosi.service_capabilities(query, root)
+    return docs.service_capabilities(query, root)
 
 
 async def capabilities(request: Request) -> Response:
@@ -55,7 +57,7 @@ async def capabilities(request: Request) -> Response:
 
 async def availability(request: Request) -> Response:
     ctx = request.app.state.ctx
-    body = vosi.availability_document(ctx.settings, getattr(ctx, "started", None))
+    body = vosi.documents().availability_document(ctx.settings, getattr(ctx, "started", None))
     return Response(body, media_type=vosi.XML_TYPE, headers={"Cache-Control": "no-cache"})
 
 

@@ -47,8 +47,8 @@ from diavo.server.archive.obscore import TAI_MINUS_UTC_DAYS
 from diavo.server.errors import DaliError, MultiValuedParam, NotFound, UsageFault
 from diavo.server.output import xml
 from diavo.server.params import Params, read_params
+from diavo.server.protocols import vosi
 from diavo.server.protocols.images import image_service, stream_chunks
-from diavo.server.protocols.vosi import availability_document
 from diavo.server.urls import base_url
 from diavo.shared.bands import EM_RANGE_M
 
@@ -178,7 +178,7 @@ async def capabilities(request: Request) -> Response:
 
 async def availability(request: Request) -> Response:
     ctx = request.app.state.ctx
-    body = availability_document(ctx.settings, getattr(ctx, "started", None))
+    body = vosi.documents().availability_document(ctx.settings, getattr(ctx, "started", None))
     return Response(body, media_type="text/xml", headers={"Cache-Control": "no-cache"})
 
 

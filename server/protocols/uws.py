@@ -18,8 +18,16 @@ from diavo.server.params import Params, integer, read_params
 from diavo.server.requestlog import note
 from diavo.server.urls import base_url
 from diavo.server.uws.model import Phase, format_time, parse_time
-from diavo.server.uws.render import job_document, jobs_document, parameters_document, results_document
 from diavo.server.uws.service import JobService
+
+
+def _render():
+    """The job documents' module, imported by the first request that renders one: it loads
+    vo_models' pydantic-xml classes (0.3 s), which a server answering only sync queries never needs."""
+    from diavo.server.uws import render
+
+    return render
+
 
 XML = "text/xml"
 VOTABLE = "application/x-votable+xml"
@@ -87,7 +95,7 @@ class _Binding:
             raise UsageFault("LAST must be a positive integer")
         jobs = _service(request).list(_owner(request), phases,
                                       None if after is None else parse_time(after, "AFTER"), last)
-        return _xml(jobs_document(jobs, self.jobs_url(request)))
+        return _xml(_render().jobs_document(jobs, self.jobs_url(request)))
 
     async def create(self, request: Request, params: Params) -> Response:
         phase = params.get("PHASE")
@@ -128,7 +136,7 @@ class _Binding:
             except ValueError:
                 raise UsageFault(f"PHASE={phase} is not a UWS phase") from None
             job = await service.wait(job_id, owner, timeout, phase)
-        return _xml(job_document(job, self.job_url(request, job_id)))
+        return _xml(_render().job_document(job, self.job_url(request, job_id)))
 
     async def delete(self, request: Request, job_id: str) -> Response:
         await run_in_threadpool(_service(request).delete, job_id, _owner(request))
@@ -202,7 +210,7 @@ class _Binding:
             await run_in_threadpool(service.update_params, job_id, owner, params)
             return self.see_job(request, job_id)
         job = service.get(job_id, owner)
-        return _xml(parameters_document(job, self.job_url(request, job_id)))
+        return _xml(_render().parameters_document(job, self.job_url(request, job_id)))
 
     async def parameter(self, request: Request) -> Response:
         path = _service(request).upload_file(request.path_params["job_id"], _owner(request),
@@ -212,7 +220,7 @@ class _Binding:
     async def results(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
         job = _service(request).get(job_id, _owner(request))
-        return _xml(results_document(job, self.job_url(request, job_id)))
+        return _xml(_render().results_document(job, self.job_url(request, job_id)))
 
     async def result(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]

@@ -9,9 +9,8 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from enum import Enum
 from pathlib import Path
-
-from vo_models.uws.types import ExecutionPhase as Phase
 
 from diavo.server.engine.base import Cancel
 from diavo.server.errors import UsageFault
@@ -19,6 +18,26 @@ from diavo.server.params import Params
 
 __all__ = ["Phase", "ACTIVE", "FINISHED", "Job", "StoredResult", "JobContext", "JobResult",
            "now_ms", "format_time", "parse_time", "to_datetime"]
+
+class Phase(str, Enum):
+    """UWS 1.1's execution phases (the standard's own spellings).
+
+    Declared here rather than taken from vo_models so that the job model, and every route that
+    names a phase, does not import vo_models' pydantic-xml documents at start (0.3 s); only
+    rendering a job document does, and it converts by value.
+    """
+
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    EXECUTING = "EXECUTING"
+    COMPLETED = "COMPLETED"
+    ERROR = "ERROR"
+    UNKNOWN = "UNKNOWN"
+    HELD = "HELD"
+    SUSPENDED = "SUSPENDED"
+    ABORTED = "ABORTED"
+    ARCHIVED = "ARCHIVED"
+
 
 #: Phases in which a job may still change by itself; WAIT blocks only in these.
 ACTIVE = frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING})

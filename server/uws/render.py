@@ -15,7 +15,7 @@ from pydantic_xml import element
 from vo_models.uws import ErrorSummary, Jobs, Parameter, Parameters, ResultReference, Results, ShortJobDescription
 from vo_models.uws import Job as JobDoc
 from vo_models.uws.models import BaseXmlModel
-from vo_models.uws.types import ErrorType, UWSVersion
+from vo_models.uws.types import ErrorType, ExecutionPhase, UWSVersion
 from vo_models.xlink import XlinkType
 
 from diavo.server.uws.model import Job, to_datetime
@@ -65,7 +65,8 @@ def result_list(job: Job, job_url: str) -> Results:
 
 
 def job_document(job: Job, job_url: str) -> bytes:
-    fields: dict[str, Any] = dict(job_id=job.job_id, owner_id=job.owner, phase=job.phase, quote=None,
+    fields: dict[str, Any] = dict(job_id=job.job_id, owner_id=job.owner,
+                                  phase=ExecutionPhase(job.phase.value), quote=None,
                   creation_time=to_datetime(job.creation_ms), start_time=_time(job.start_ms),
                   end_time=_time(job.end_ms), execution_duration=job.duration_s,
                   destruction=to_datetime(job.destruction_ms),
@@ -83,7 +84,7 @@ def jobs_document(jobs: list[Job], jobs_url: str) -> bytes:
     refs = []
     for job in jobs:
         fields: dict[str, Any] = dict(job_id=job.job_id, type=XlinkType.SIMPLE, href=f"{jobs_url}/{job.job_id}",
-                      phase=job.phase, owner_id=job.owner,
+                      phase=ExecutionPhase(job.phase.value), owner_id=job.owner,
                       creation_time=to_datetime(job.creation_ms))
         if job.run_id is not None:
             fields["run_id"] = _clean(job.run_id)

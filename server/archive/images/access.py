@@ -15,6 +15,7 @@ from diavo.server.archive.images.fitsio import exposure_bytes
 from diavo.server.archive.images.spec import ImageSpec
 from diavo.server.archive.images.synth import Planes, SourceList, render
 from diavo.server.archive.obscore import great_circle_deg
+from diavo.shared.healpix import cone_cells
 
 _SPEC_FIELDS = [f for f in ImageSpec.__dataclass_fields__ if f not in ("psf", "extra")]
 
@@ -83,18 +84,13 @@ class ImageStore:
     @staticmethod
     def _healpix_span(spec: ImageSpec) -> tuple[int, int]:
         """Smallest interval of depth-16 nested indices covering a cone around the CCD."""
-        import astropy.units as u
-        from astropy.coordinates import Latitude, Longitude
-        from cdshealpix.nested import cone_search
-
         cra, cdec = spec.pixel_to_sky(spec.width / 2, spec.height / 2)
         kra, kdec = spec.corners_sky()
         radius = float(np.max(great_circle_deg(cra, cdec, kra, kdec))) + 0.01
-        depth = 10
-        cells, _, _ = cone_search(Longitude(float(cra), u.deg), Latitude(float(cdec), u.deg),
-                                  radius * u.deg, depth, flat=True)
-        shift = 2 * (store.HEALPIX_DEPTH - depth)
-        return int(cells.min()) << shift, ((int(cells.max()) + 1) << shift) - 1
+        cells, depths = cone_cells(float(cra), float(cdec), radius, 10)
+        shift = 2 * (store.HEALPIX_DEPTH - depths.astype(np.int64))
+        cells = cells.astype(np.int64)
+        return int((cells << shift).min()), int((((cells + 1) << shift) - 1).max())
 
     @staticmethod
     def _read_file(path: Path, spec: ImageSpec, region) -> Planes:
