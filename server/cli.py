@@ -68,11 +68,12 @@ def _cmd_serve(args) -> int:
     if getattr(args, "log_queries", False):
         settings = dataclasses.replace(settings, log_queries=True)
     if getattr(args, "engine", None):
-        from diavo.server.engine import ENGINES
+        from diavo.server.engine import engine_name
 
-        if args.engine.strip().lower() not in ENGINES:
-            sys.exit(f"diavo serve: unknown engine {args.engine!r}; this diavo has {', '.join(ENGINES)}")
-        settings = dataclasses.replace(settings, engine=args.engine.strip().lower())
+        try:
+            settings = dataclasses.replace(settings, engine=engine_name(args.engine))
+        except ValueError as exc:
+            sys.exit(f"diavo serve: {exc}")
     if getattr(args, "hats", None):
         settings = dataclasses.replace(settings, hats_dir=Path(args.hats))
     if getattr(args, "storage", None):
@@ -114,6 +115,31 @@ def _cmd_ingest(args) -> int:
         sys.exit("diavo ingest: give --images, --table or --hats")
     print(json.dumps(out))
     return 0
+
+
+def _cmd_load_pg(args) -> int:
+    """Copy an archive's catalogs into PostgreSQL (or, with --existing, check tables loaded some
+    other way) and print what was found or done as JSON."""
+    _need_server_extra()
+    from diavo.server.archive import pg_store
+    from diavo.server.archive.linked import archive_model
+
+    try:
+        import psycopg
+    except ImportError as exc:
+        sys.exit(f"diavo load-pg: needs psycopg: pip install 'diavo[postgresql]' ({exc})")
+    try:
+        url = pg_store.check_url(args.url)
+        model = archive_model(Path(args.dir))
+        with psycopg.connect(url, connect_timeout=30) as conn:
+            if args.existing:
+                report = pg_store.describe(conn, model)
+            else:
+                report = pg_store.load(Path(args.dir), conn, model, reader=args.reader, progress=not args.quiet)
+    except (pg_store.PgStoreError, psycopg.Error) as exc:
+        sys.exit(f"diavo load-pg: {str(exc).strip()}")
+    print(json.dumps(dataclasses.asdict(report)))
+    return 1 if report.missing else 0
 
 
 def _cmd_export(args) -> int:
@@ -230,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--log-queries", action="store_true",
                         help="put each query's ADQL text into its request log line")
         sp.add_argument("--engine", default=None,
-                        help="query engine: duckdb (the default, embedded) or spark (over the archive's HATS)")
+                        help="query engine: duckdb (the default, embedded), spark (over the archive's HATS) or "
+                             "postgresql://USER@HOST:PORT/DB (tables loaded with 'diavo load-pg'; password "
+                             "from PGPASSWORD or a pgpass file)")
         sp.add_argument("--spark-master", default=None,
                         help="with --engine spark: spark://HOST:7077 (a standalone cluster) or local[N]")
         sp.add_argument("--storage", choices=["native", "hats"], default=None,
@@ -298,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--margin", type=float, default=None, metavar="ARCSEC",
                     help="with --hats: also write each catalog's margin cache of this width, as a collection")
     ex.set_defaults(func=_cmd_export)
+
+    lpg = sub.add_parser("load-pg", help="copy an archive's catalogs into PostgreSQL with pgSphere, indexed")
+    lpg.add_argument("dir")
+    lpg.add_argument("url", help="postgresql://USER@HOST:PORT/DB (the password from PGPASSWORD or a pgpass file)")
+    lpg.add_argument("--reader", default=None, help="a role to grant what serving needs (SELECT, TEMPORARY)")
+    lpg.add_argument("--existing", action="store_true",
+                     help="copy nothing: check that the database's tables hold the model's columns")
+    lpg.add_argument("--quiet", action="store_true", help="no progress bar")
+    lpg.set_defaults(func=_cmd_load_pg)
 
     mig = sub.add_parser("migrate", help="bring an archive of an older format up to this diavo's (in place)")
     mig.add_argument("dir")

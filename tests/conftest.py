@@ -59,3 +59,20 @@ def small_hats(small_archive, tmp_path_factory):
     export_hats(small_archive[0], out, partition_rows=5000)
     return out
 
+
+@pytest.fixture(scope="session")
+def pg_small(pg_cluster, small_archive, monkeypatch_session):
+    """The small archive loaded into a database of the private cluster (``diavo load-pg``,
+    reader role granted); the reader's URL. PGPASSWORD carries the reader's password."""
+    from conformance.pg_cluster import READER, READER_PASSWORD
+    from diavo.server.archive import pg_store
+    from diavo.server.archive.model import load_model
+
+    url = pg_cluster.create_database("small")
+    import psycopg
+
+    with psycopg.connect(pg_cluster.admin_url("small")) as conn:
+        pg_store.load(small_archive[0], conn, load_model(), reader=READER, progress=False)
+    monkeypatch_session.setenv("PGPASSWORD", READER_PASSWORD)
+    return url
+

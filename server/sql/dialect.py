@@ -168,22 +168,28 @@ class Dialect:
         """An STC-S (or DALI) string as a geometry value (NULL when it is not one)."""
         raise self.unsupported("REGION")
 
+    def constant_region(self, text: str) -> str | None:
+        """REGION of a constant string as a geometry value, for engines whose geometry types
+        differ by shape (the text parsed here, at translation); None: ``region`` of the text."""
+        return None
+
     def geometry_from_text(self, kind: str, text: str) -> str:
         """CAST of a DALI string (numbers separated by spaces or commas) to POINT/CIRCLE/POLYGON."""
         raise self.unsupported(f"CAST to {kind}")
 
-    def geometry_output(self, g: str) -> str:
-        """A geometry value as the DALI array a result column carries."""
+    def geometry_output(self, g: str, kind: str = "") -> str:
+        """A geometry value (of ADQL type ``kind``: POINT, CIRCLE, POLYGON or REGION) as the DALI
+        array a result column carries."""
         raise self.unsupported("geometry")
 
     def coord(self, g: str, i: int) -> str:
         """Coordinate ``i`` (1 or 2) of a point value."""
         raise self.unsupported("COORD1/COORD2")
 
-    def centroid(self, g: str) -> str:
+    def centroid(self, g: str, kind: str = "") -> str:
         raise self.unsupported("CENTROID")
 
-    def area(self, g: str) -> str:
+    def area(self, g: str, kind: str = "") -> str:
         raise self.unsupported("AREA")
 
     def distance(self, ra1: str, dec1: str, ra2: str, dec2: str) -> str:
@@ -194,6 +200,10 @@ class Dialect:
 
     def intersects(self, a: str, b: str) -> str:
         raise self.unsupported("INTERSECTS")
+
+    def condition(self, test: str) -> str:
+        """The condition that a CONTAINS/INTERSECTS value (an INTEGER 0/1 of this dialect) is 1."""
+        return f"({test} = 1)"
 
     def point_in_circle(self, ra: str, dec: str, cra: str, cdec: str, r: str) -> str:
         """CONTAINS(POINT(ra, dec), CIRCLE(cra, cdec, r)) as an INTEGER 0/1."""

@@ -57,16 +57,16 @@ class DuckDBDialect(Dialect):
         return (f"list_prepend({_TAGS[kind]}::DOUBLE, CAST(regexp_split_to_array(trim({text}), "
                 f"'[\\s,]+') AS DOUBLE[]))")
 
-    def geometry_output(self, g: str) -> str:
+    def geometry_output(self, g: str, kind: str = "") -> str:
         return f"({g})[2:]"
 
     def coord(self, g: str, i: int) -> str:
         return f"({g})[{i + 1}]"
 
-    def centroid(self, g: str) -> str:
+    def centroid(self, g: str, kind: str = "") -> str:
         return f"adql_centroid({g})"
 
-    def area(self, g: str) -> str:
+    def area(self, g: str, kind: str = "") -> str:
         return f"adql_area({g})"
 
     def distance(self, ra1: str, dec1: str, ra2: str, dec2: str) -> str:

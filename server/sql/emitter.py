@@ -124,7 +124,7 @@ class _Emitter:
         if e.etype.geometry and not (isinstance(e, n.ColumnRef) and e.bound.stored_region):
             if isinstance(e, n.ColumnRef):  # a stored DALI array
                 return self.x(e)
-            return self.d.geometry_output(self.geo(e))
+            return self.d.geometry_output(self.geo(e), e.etype.kind)
         return self.x(e)
 
     def group_term(self, g: Any, target: Any) -> str:
@@ -187,6 +187,9 @@ class _Emitter:
         if isinstance(c, n.Not):
             return f"(NOT {self.cond(c.operand)})"
         if isinstance(c, n.Comparison):
+            test = _spatial_truth(c)
+            if test is not None:  # CONTAINS(...) = 1: the dialect's condition (indexable where it can be)
+                return self.d.condition(self.x(test))
             return f"({self.x(c.left)} {c.op} {self.x(c.right)})"
         if isinstance(c, (ConeTest, PolygonTest, RegionTest)):
             return self.spatial(c)
@@ -371,11 +374,16 @@ class _Emitter:
                 return self.d.polygon([self.double(a) for a in args])
             return self.d.polygon([d(c) for a in args for c in self.coords(a)])
         if name == "REGION":
-            return self.d.region(self.x(args[0]))
+            arg = args[0]
+            if isinstance(arg, n.Literal) and arg.kind == "string":
+                found = self.d.constant_region(arg.value)
+                if found is not None:
+                    return found
+            return self.d.region(self.x(arg))
         if name == "CENTROID":
-            return self.d.centroid(self.geo(args[0]))
+            return self.d.centroid(self.geo(args[0]), args[0].etype.kind)
         if name == "AREA":
-            return self.d.area(self.geo(args[0]))
+            return self.d.area(self.geo(args[0]), args[0].etype.kind)
         if name in ("COORD1", "COORD2"):
             return self.coords(args[0])[0 if name == "COORD1" else 1]
         if name == "COORDSYS":
@@ -422,6 +430,17 @@ class _Emitter:
                 return self.d.point_in_polygon(self.d.double(ra), self.d.double(dec), shape[1])
         fn = self.d.contains if name == "CONTAINS" else self.d.intersects
         return fn(self.geo(a), self.geo(b))
+
+
+def _spatial_truth(c: n.Comparison) -> Any:
+    """The CONTAINS/INTERSECTS call of ``call = 1`` or ``1 = call``, else None."""
+    if c.op != "=":
+        return None
+    for call, other in ((c.left, c.right), (c.right, c.left)):
+        if (isinstance(call, n.GeometryCall) and call.name in ("CONTAINS", "INTERSECTS")
+                and isinstance(other, n.Literal) and other.kind != "string" and other.value == 1):
+            return call
+    return None
 
 
 def _unit_vector(ra: float, dec: float) -> tuple[float, float, float]:

@@ -119,7 +119,7 @@ class SparkDialect(Dialect):
         return (f"concat(array(CAST({_TAGS[kind]} AS DOUBLE)), "
                 f"CAST(split(trim({text}), '[\\\\s,]+') AS ARRAY<DOUBLE>))")
 
-    def geometry_output(self, g: str) -> str:
+    def geometry_output(self, g: str, kind: str = "") -> str:
         return f"filter({g}, (v, i) -> i > 0)"
 
     def coord(self, g: str, i: int) -> str:
