@@ -40,9 +40,9 @@ def archive_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def catalog(archive_dir):
     """A read-only DuckDB connection to the archive: ground truth computed beside the server."""
-    import duckdb
+    from diavo.server.archive import store
 
-    con = duckdb.connect(str(archive_dir / "catalog.duckdb"), read_only=True)
+    con = store.connect(archive_dir, read_only=True)  # the one reader configuration of a process
     yield con
     con.close()
 
@@ -113,7 +113,8 @@ def pytest_runtest_makereport(item, call):
 
 
 def other_server(kind: str, request, archive_dir, tmp_path_factory) -> ServerProcess:
-    """The same archive served from its HATS catalogs by DuckDB, or by Spark on the cluster."""
+    """The same archive served from its HATS catalogs by DuckDB, by Spark on the cluster, or by
+    PostgreSQL from the private cluster."""
     from conformance.server_process import ServerProcess
 
     env = {"DIAVO_STORAGE": "hats"}
@@ -123,10 +124,38 @@ def other_server(kind: str, request, archive_dir, tmp_path_factory) -> ServerPro
         cluster = request.getfixturevalue("spark_cluster")
         conf = ",".join(f"{k}={v}" for k, v in driver_conf(cluster).items())
         env = {"DIAVO_ENGINE": "spark", "DIAVO_SPARK_MASTER": cluster.url, "DIAVO_SPARK_CONF": conf}
+    if kind == "postgresql":
+        from conformance.pg_cluster import READER_PASSWORD
+
+        env = {"DIAVO_ENGINE": request.getfixturevalue("pg_archive"), "PGPASSWORD": READER_PASSWORD}
     work = tmp_path_factory.mktemp(f"{kind}-server")
     server = ServerProcess(archive=archive_dir, state_dir=work / "uws", log_path=work / "server.log", extra_env=env)
     server.start()
     return server
+
+
+@pytest.fixture(scope="session")
+def pg_archive(pg_cluster, archive_dir) -> str:
+    """The archive's catalogs loaded into the private PostgreSQL cluster (``diavo load-pg``, the
+    reader role granted); the reader's URL (its password goes in PGPASSWORD)."""
+    import psycopg
+
+    from conformance.pg_cluster import READER
+    from diavo.server.archive import pg_store
+    from diavo.server.archive.linked import archive_model
+
+    url = pg_cluster.create_database("conformance")
+    with psycopg.connect(pg_cluster.admin_url("conformance")) as conn:
+        pg_store.load(archive_dir, conn, archive_model(archive_dir), reader=READER, progress=False)
+    return url
+
+
+@pytest.fixture(scope="module")
+def pg_server(request, archive_dir, tmp_path_factory):
+    """The archive served by the postgresql engine from the private cluster (one test module)."""
+    server = other_server("postgresql", request, archive_dir, tmp_path_factory)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,11 @@
 """STILTS taplint, every default stage, against the session's server and against the same archive
 served from its HATS catalogs, by DuckDB (``DIAVO_STORAGE=hats``) and by Spark on a standalone
-cluster (``DIAVO_ENGINE=spark``): no errors allowed on any.
+cluster (``DIAVO_ENGINE=spark``), and from PostgreSQL with pgSphere (``DIAVO_ENGINE=postgresql://...``):
+no errors allowed on any.
 
-The full reports are kept in the reports directory (taplint.txt, taplint-hats.txt and taplint-spark.txt, plus
-taplint-summary*.json with per-stage counts and every error, warning and validator failure).
+The full reports are kept in the reports directory (taplint.txt, taplint-hats.txt, taplint-spark.txt
+and taplint-postgresql.txt, plus taplint-summary*.json with per-stage counts and every error, warning
+and validator failure).
 Warnings and failures do not fail the run; each one is re-issued as a pytest warning so it shows
 in the summary.
 """
@@ -29,7 +31,7 @@ class TaplintWarning(UserWarning):
     """A taplint warning (W) or validator failure (F): not fatal, but to be looked at."""
 
 
-@pytest.fixture(scope="module", params=["native", "hats", "spark"])
+@pytest.fixture(scope="module", params=["native", "hats", "spark", "postgresql"])
 def taplint(request, stilts, reports_dir, archive_dir, tmp_path_factory):
     server = None
     if request.param == "native":
