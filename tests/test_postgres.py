@@ -228,3 +228,48 @@ def test_describe_reports_what_a_database_lacks(pg_cluster, small_archive):
     assert "airmass" in report.missing["dp1.Visit"] and "visit" not in report.missing["dp1.Visit"]
     with pytest.raises(EngineError, match="dp1.Visit: .*airmass"):
         open_engine(pg_cluster.admin_url("partial"), small_archive[0], load_model())
+
+
+def test_load_pg_on_the_command_line(pg_cluster, small_archive):
+    """``diavo load-pg`` copies and indexes (JSON report), ``--existing`` checks what is there;
+    a URL with a password is refused before anything connects."""
+    import json
+    import subprocess
+    import sys
+
+    pg_cluster.create_database("cli")
+    url = pg_cluster.admin_url("cli")
+    cmd = [sys.executable, "-m", "diavo.server.cli", "load-pg", str(small_archive[0])]
+    done = subprocess.run([*cmd, url, "--quiet"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["tables"]["dp1.DiaSource"] > 1000 and "dp1_diasource_spoint" in report["indexes"]
+    done = subprocess.run([*cmd, url, "--existing"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0 and json.loads(done.stdout)["missing"] == {}, done.stderr
+    bad = pg_cluster.reader_url("cli").replace("@", ":pw@")
+    done = subprocess.run([*cmd, bad], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode != 0 and "PGPASSWORD" in done.stderr
+
+
+def test_without_storage_columns_cones_are_answered_by_pgsphere(pg_cluster, small_archive, services):
+    """A database loaded some other way, without the HEALPix and unit-vector columns: the plan
+    has no ranges to emit, the cone is pgSphere's operator on the GiST index, same rows."""
+    import psycopg
+
+    from diavo.server.archive import pg_store
+    from diavo.server.engine import open_engine
+
+    pg_cluster.create_database("bare")
+    model = load_model()
+    with psycopg.connect(pg_cluster.admin_url("bare")) as conn:
+        pg_store.load(small_archive[0], conn, model, progress=False)
+        conn.autocommit = True
+        for table in ("DiaSource", "DiaObject"):
+            conn.execute(f'ALTER TABLE dp1."{table}" DROP COLUMN _healpix, DROP COLUMN _x, DROP COLUMN _y, DROP COLUMN _z')
+    bare = QueryService(model, open_engine(pg_cluster.admin_url("bare"), small_archive[0], model))
+    try:
+        assert "_healpix" not in bare.translate(CORPUS["cone"]).sql
+        got, want = run(bare, CORPUS["cone"]), run(services["duckdb"], CORPUS["cone"])
+        assert sorted(got.table.to_pylist(), key=repr) == sorted(want.table.to_pylist(), key=repr)
+    finally:
+        bare.close()

@@ -209,6 +209,8 @@ class Table:
     table_index: int | None = None
     utype: str | None = None
     foreign_keys: tuple[ForeignKey, ...] = ()
+    #: The Felis indexes' column lists (storages that build indexes build these).
+    indexes: tuple[tuple[str, ...], ...] = ()
 
     @property
     def qualified_name(self) -> str:
@@ -343,6 +345,8 @@ def _load_schema(path: Path, schema_index: int) -> Schema:
                 table_index=t.get("tap:table_index"),
                 utype=t.get("votable:utype"),
                 foreign_keys=tuple(fks),
+                indexes=tuple(tuple(_column_name(r, ids)[1] for r in idx.get("columns", []))
+                              for idx in t.get("indexes", [])),
             )
         )
     version = doc.get("version")

@@ -5,9 +5,10 @@ names, with the same storage columns (``_healpix`` at order 16 and the unit vect
 _z``), so the one layout ``store.physical_layout`` derives from the model serves both engines.
 ``load`` copies the catalog with binary COPY from Arrow and builds what a data centre's planner
 needs: a btree on the HEALPix column (the plan's range pruning), a pgSphere GiST index on the
-position (joins and cones on positions the plan cannot prune), a btree on each column the model
-declares indexed, and statistics. ``describe`` checks tables loaded some other way against the
-model, so an operator can serve a database diavo did not fill.
+position (joins and cones on positions the plan cannot prune), a btree on the model's primary
+key, on each of its indexes and on each column it declares indexed, then VACUUM ANALYZE.
+``describe`` checks tables loaded some other way against the model, so an operator can serve a
+database diavo did not fill.
 """
 from __future__ import annotations
 
@@ -160,8 +161,8 @@ def load(root: Path, conn, model, reader: str | None = None, progress: bool = Tr
             conn.commit()
         conn.autocommit = True
         with conn.cursor() as cur:
-            for table in served_tables(model):
-                cur.execute(f"ANALYZE {relation(table.schema, table.name)}")
+            for table in served_tables(model):  # hint bits and the visibility map too, not only statistics
+                cur.execute(f"VACUUM ANALYZE {relation(table.schema, table.name)}")
             if reader:
                 cur.execute("SELECT current_database()")
                 (db,) = cur.fetchone()
@@ -184,10 +185,14 @@ def _index(cur, table, names: list[str]) -> list[str]:
     if store.HEALPIX_COLUMN in names:
         made.append(f"{base}_healpix")
         cur.execute(f"CREATE INDEX {quote(made[-1])} ON {target} ({quote(store.HEALPIX_COLUMN)})")
-    for col in table.columns:
-        if col.indexed and col.name in names:
-            made.append(f"{base}_{col.name}".lower())
-            cur.execute(f"CREATE INDEX {quote(made[-1])} ON {target} ({quote(col.name)})")
+    keys = [tuple(table.primary_key)] if table.primary_key else []
+    keys += [k for k in table.indexes if k and k not in keys]
+    covered = {k[0] for k in keys}  # a column the model marks indexed (unique) leads some btree
+    keys += [(c.name,) for c in table.columns if c.indexed and c.name not in covered]
+    for key in keys:
+        if set(key) <= set(names):
+            made.append(f"{base}_{'_'.join(key)}".lower())
+            cur.execute(f"CREATE INDEX {quote(made[-1])} ON {target} ({', '.join(quote(c) for c in key)})")
     return made
 
 

@@ -71,10 +71,13 @@ class PostgresEngine:
         self._deadlines = Deadlines()
 
     def _configure(self, conn) -> None:
-        """A new pooled connection: TAP_SCHEMA as temporary tables, from the running model."""
+        """A new pooled connection: no JIT, TAP_SCHEMA as temporary tables from the running model."""
         from diavo.server.archive.tap_schema import cached_tap_schema_tables
 
         with conn.cursor() as cur:
+            # JIT compiles expressions of any statement the planner prices high: tens of
+            # milliseconds, more than a cone takes (the wide HEALPix range scans cost high)
+            cur.execute("SET jit = off")
             for name, table in cached_tap_schema_tables(self._model).items():
                 target = pg_store.quote(self.dialect.metadata_relation(name))
                 pg_store.create_table(cur, target, table.schema, temporary=True)

@@ -196,6 +196,15 @@ class PgSphereDialect(Dialect):
             return self.contains(a, b)
         return f"{_AS_INT[0]}({a}) && ({b}){_AS_INT[1]}"
 
+    def healpix_ranges(self, column: str, ranges: Sequence[tuple[int, int]], exact: str) -> str:
+        """The ranges alone, as an OR of BETWEENs: PostgreSQL scans the btree once per range
+        (a BitmapOr), where the enclosing interval first would make it read every row between
+        the first range and the last."""
+        if not ranges:
+            return "FALSE"
+        filt = " OR ".join(f"{column} BETWEEN {lo} AND {hi}" for lo, hi in ranges)
+        return f"(({filt}) AND {exact})"
+
     def point_in_circle(self, ra: str, dec: str, cra: str, cdec: str, r: str) -> str:
         return self.contains(self.point(ra, dec), self.circle(cra, cdec, r))
 
