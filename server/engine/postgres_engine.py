@@ -143,21 +143,32 @@ class _Run:
         self._aborted = threading.Event()
         self._released = threading.Lock()
         self._done = False
+        self._hook_lock = threading.Lock()
+        self._over = False
+        self._cancel_sent = False
         self._key = None
         if limits.timeout_s:
             self._key = engine._deadlines.schedule(limits.timeout_s, self._on_timeout)
         if cancel is not None:
             cancel.bind(self._interrupt)
 
+    def _send_cancel(self) -> None:
+        """A cancel request, unless the query is over. PostgreSQL serves it asynchronously, so it
+        could stop a later statement: a connection that was sent one is closed, never reused."""
+        with self._hook_lock:
+            if self._over:
+                return
+            self._cancel_sent = True
+            with contextlib.suppress(Exception):
+                self._conn.cancel_safe(timeout=10)
+
     def _interrupt(self) -> None:
         self._aborted.set()
-        with contextlib.suppress(Exception):
-            self._conn.cancel_safe(timeout=10)
+        self._send_cancel()
 
     def _on_timeout(self) -> None:
         self._timed_out.set()
-        with contextlib.suppress(Exception):
-            self._conn.cancel_safe(timeout=10)
+        self._send_cancel()
 
     def _check(self) -> None:
         if self._timed_out.is_set():
@@ -217,6 +228,8 @@ class _Run:
         back; idempotent. A connection whose state is in doubt is closed, not reused."""
         if not self._released.acquire(blocking=False):
             return
+        with self._hook_lock:
+            self._over = True
         if self._cancel is not None:
             self._cancel.unbind(self._interrupt)
         if self._key is not None:
@@ -226,6 +239,8 @@ class _Run:
             with contextlib.suppress(Exception):
                 if self._cursor is not None:
                     self._cursor.close()
+            if self._cancel_sent:
+                raise RuntimeError("a cancel request may still be on its way")
             conn.rollback()
             for target in self._uploads:
                 conn.execute(f"DROP TABLE IF EXISTS {target}")
