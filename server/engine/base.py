@@ -67,6 +67,20 @@ class ResultSet:
     stats: dict = field(default_factory=dict)
 
 
+def collect(stream: ResultStream, columns: list[dict], t0: float) -> ResultSet:
+    """A whole stream as one ResultSet (engines' ``execute``); the stream is closed."""
+    import time
+
+    import pyarrow as pa
+
+    try:
+        batches = list(stream)
+    finally:
+        stream.close()
+    table = pa.Table.from_batches(batches, schema=stream.schema)
+    return ResultSet(table=table, columns=columns, overflow=stream.overflow, elapsed_s=time.perf_counter() - t0)
+
+
 class ResultStream:
     """Result rows as Arrow batches, read lazily so output can be written with constant memory.
 

@@ -34,6 +34,7 @@ from diavo.server.engine.base import (
     QueryTimeout,
     ResultSet,
     ResultStream,
+    collect,
 )
 from diavo.server.sql.dialect import Dialect
 from diavo.server.sql.pgsphere_dialect import PGSPHERE
@@ -110,17 +111,8 @@ class PostgresEngine:
 
     def execute(self, query: EngineQuery, limits: Limits, cancel: Cancel | None = None,
                 uploads: dict | None = None) -> ResultSet:
-        import pyarrow as pa
-
         t0 = time.perf_counter()
-        stream = self.stream(query, limits, cancel, uploads)
-        try:
-            batches = list(stream)
-        finally:
-            stream.close()
-        table = pa.Table.from_batches(batches, schema=stream.schema)
-        return ResultSet(table=table, columns=list(query.columns), overflow=stream.overflow,
-                         elapsed_s=time.perf_counter() - t0)
+        return collect(self.stream(query, limits, cancel, uploads), list(query.columns), t0)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
