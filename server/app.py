@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -107,6 +108,10 @@ def create_app(settings: Settings) -> Starlette:
         writers = writer_pool()
         app.state.ctx = AppContext(settings=settings, model=model, queries=queries, tap=tap_service,
                                    jobs=jobs, started=dt.datetime.now(dt.timezone.utc), writers=writers)
+        # What start-up built (the model, the modules, the engine's catalog) lives as long as the
+        # process: keep it out of the collector's generations, so a collection triggered by a
+        # query's short-lived objects does not walk it every time.
+        gc.freeze()
         try:
             yield
         finally:

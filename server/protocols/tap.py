@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import time
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from diavo.server.engine.base import Cancel, QueryAborted, QueryTimeout
 from diavo.server.errors import UsageFault
 from diavo.server.params import read_params
-from diavo.server.protocols.streaming import stream_body
+from diavo.server.protocols.streaming import respond
 from diavo.server.requestlog import add_timing, note
 from diavo.server.urls import base_url
 
@@ -22,7 +20,7 @@ async def sync(request: Request):
     cancel = Cancel()
     public = base_url(request, ctx.settings)
 
-    def start():  # one hop to a worker thread for validation, uploads, translation and planning
+    def start():  # one hop to a writer thread: validation, uploads, translation, planning, writing
         req = ctx.tap.prepare(params, public)
         note(request.scope, query=req.query, maxrec=req.maxrec, format=req.fmt.key)
         for name, seconds in getattr(req.compiled, "timings", ()):
@@ -30,16 +28,13 @@ async def sync(request: Request):
         t0 = time.perf_counter()
         stream = ctx.tap.open(req, ctx.settings.sync_timeout_s, cancel)
         add_timing(request.scope, "engine", time.perf_counter() - t0)
-        return req, stream
+        headers = {}
+        if req.fmt.key.startswith("fits") or req.fmt.key == "parquet":
+            headers["Content-Disposition"] = f'attachment; filename="result.{req.fmt.extension}"'
+        return req.content_type, headers, (req, stream)
 
-    try:
-        req, stream = await run_in_threadpool(start)
-    except QueryTimeout as exc:
-        raise UsageFault(f"{exc}; run long queries as async jobs (/tap/async)") from None
-    except QueryAborted as exc:
-        raise UsageFault(str(exc)) from None
-
-    def write(out) -> None:
+    def write(state, out) -> None:
+        req, stream = state
         t0 = time.perf_counter()
         try:
             rows = req.fmt.write(stream, out, infos=req.infos())
@@ -48,10 +43,12 @@ async def sync(request: Request):
             add_timing(request.scope, "write", time.perf_counter() - t0)
             stream.close()
 
-    headers = {}
-    if req.fmt.key.startswith("fits") or req.fmt.key == "parquet":
-        headers["Content-Disposition"] = f'attachment; filename="result.{req.fmt.extension}"'
-    return StreamingResponse(stream_body(write, cancel, ctx.writers), media_type=req.content_type, headers=headers)
+    try:
+        return await respond(start, write, cancel, ctx.writers)
+    except QueryTimeout as exc:
+        raise UsageFault(f"{exc}; run long queries as async jobs (/tap/async)") from None
+    except QueryAborted as exc:
+        raise UsageFault(str(exc)) from None
 
 
 def routes() -> list[Route]:
