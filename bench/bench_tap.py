@@ -104,7 +104,7 @@ def cone_centres(session: requests.Session, tap: str, n: int, seed: int) -> list
     return [(float(a), float(b)) for a, b in rng.sample(rows, min(n, len(rows)))]
 
 
-def throughput(tap: str, centres, clients: int, seconds: float) -> float:
+def throughput(tap: str, centres, clients: int, seconds: float, fmt: str | None = None) -> float:
     """Cone requests per second with ``clients`` threads, each with its own connection."""
     stop = time.monotonic() + seconds
     counts = [0] * clients
@@ -114,7 +114,7 @@ def throughput(tap: str, centres, clients: int, seconds: float) -> float:
             k = i
             while time.monotonic() < stop:
                 ra, dec = centres[k % len(centres)]
-                _ = sync(s, tap, CONE.format(ra=ra, dec=dec)).content
+                _ = sync(s, tap, CONE.format(ra=ra, dec=dec), fmt=fmt).content
                 counts[i] += 1
                 k += clients
 
