@@ -70,9 +70,9 @@ def make_batches(split=(2, 3)):
     return out
 
 
-def render(encoding, **kw):
+def render(encoding, split=(2, 3), **kw):
     buf = io.BytesIO()
-    n = write_votable(make_batches(), COLUMNS, buf, encoding=encoding, **kw)
+    n = write_votable(make_batches(split), COLUMNS, buf, encoding=encoding, **kw)
     return n, buf.getvalue()
 
 
@@ -92,9 +92,12 @@ def same_float(got, want, masked):
     return not masked and got == want
 
 
+# One-row chunks give every variable-length column one length per chunk (BINARY2 then writes
+# it as a fixed block); the (2, 3) split mixes both kinds of chunk.
+@pytest.mark.parametrize("split", [(2, 3), (1, 1, 1, 1, 1)])
 @pytest.mark.parametrize("encoding", ["tabledata", "binary2"])
-def test_values_round_trip_through_astropy(encoding):
-    n, data = render(encoding)
+def test_values_round_trip_through_astropy(encoding, split):
+    n, data = render(encoding, split)
     assert n == 5
     table = read(data).get_first_table()
     arr = table.array
@@ -188,7 +191,7 @@ def test_tabledata_text_forms():
     assert "<TD>1e-300</TD>" in text and "<TD>-1.7976931348623157e+308</TD>" in text
     assert "<TD>10.5 -20.25</TD>" in text
     assert "<TD>T</TD>" in text and "<TD>F</TD>" in text
-    assert "<TD/>" in text
+    assert "<TD></TD>" in text
 
 
 @pytest.mark.parametrize("encoding", ["tabledata", "binary2"])

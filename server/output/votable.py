@@ -9,7 +9,7 @@ built per chunk with Arrow compute kernels / numpy, not per row in Python:
   floats in shortest round-trip form, ``NaN``/``+Inf``/``-Inf``; booleans ``T``/``F``;
   timestamps ``YYYY-MM-DDTHH:MM:SS.ffffff``; arrays space separated), the cells are
   joined element-wise into ``<TR>…</TR>`` lines and the joined buffer is written as is.
-  NULL is an empty ``<TD/>``.
+  NULL is an empty ``<TD></TD>``.
 * BINARY2: each row is a null-flag bitmap (one bit per column, most significant bit
   first) followed by the big-endian fields; variable-length strings and arrays carry a
   4-byte element count.  Rows are scattered into one byte buffer per chunk with numpy and
@@ -27,7 +27,7 @@ declared metadata and one byte per character. Columns meant for arbitrary text s
 declared ``unicodeChar`` (Felis ``unicode``), which is carried losslessly (BINARY2 as UTF-16BE).
 CSV, TSV and Parquet, having no such distinction, keep the text as it is.
 
-Nulls: empty ``<TD/>`` in TABLEDATA (all-``NaN`` for a fixed-size floating-point array such
+Nulls: empty ``<TD></TD>`` in TABLEDATA (all-``NaN`` for a fixed-size floating-point array such
 as ``point``/``circle``, since an empty cell is not a valid fixed-size array); the null-flag
 bitmap in BINARY2.
 
@@ -125,9 +125,20 @@ _SPECIAL[[i for i in range(32) if i not in (9, 10)]] = True
 _SPECIAL[[ord("&"), ord("<"), ord(">"), 0xEF]] = True         # 0xEF: U+FFFE/U+FFFF lead
 
 
+def _may_need_escapes(data: pa.Buffer) -> bool:
+    """Whole-buffer numpy passes (4x cheaper than the per-byte table, which is kept for the
+    rare buffer holding control bytes)."""
+    u8 = np.frombuffer(data, dtype=np.uint8)
+    if not u8.size:
+        return False
+    if u8.max() >= 0xEF or ((u8 | 2) == ord(">")).any() or (u8 == ord("&")).any():  # > < &
+        return True
+    return bool(u8.min() < 32 and _SPECIAL[u8].any())
+
+
 def _escape_text(arr: pa.Array) -> pa.Array:
     data = arr.buffers()[2]
-    if data is None or not _SPECIAL[np.frombuffer(data, dtype=np.uint8)].any():
+    if data is None or not _may_need_escapes(data):
         return arr                                   # nothing to escape (the common case)
     if pc.any(pc.match_substring_regex(arr, xml.INVALID_CHARS)).as_py():
         arr = pc.replace_substring_regex(arr, xml.INVALID_CHARS, "\ufffd")
@@ -223,6 +234,22 @@ def _binary_column(arr: pa.Array, col: Mapping[str, Any], n: int):
     raise ValueError(f"unsupported VOTable datatype {datatype!r}")
 
 
+def _as_fixed(encoded: tuple, n: int) -> tuple:
+    """A variable-length column whose values all have one length in this chunk (timestamps,
+    codes) as a fixed block of count + bytes, so the chunk keeps a constant row width and is
+    assembled with 2-D slices instead of a scatter of every byte."""
+    if encoded[0] != "var" or not n:
+        return encoded
+    _, counts, flat, nbytes = encoded
+    width = int(nbytes[0])
+    if not (nbytes == width).all():
+        return encoded
+    block = np.empty((n, 4 + width), dtype=np.uint8)
+    block[:, :4] = counts.astype(">i4").view(np.uint8).reshape(n, 4)
+    block[:, 4:] = flat[:n * width].reshape(n, width)
+    return ("fixed", block)
+
+
 def _binary2_chunk(batch: pa.RecordBatch, columns: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """The BINARY2 bytes of one chunk of rows, as a flat uint8 array."""
     n = batch.num_rows
@@ -234,7 +261,7 @@ def _binary2_chunk(batch: pa.RecordBatch, columns: Sequence[Mapping[str, Any]]) 
         if a.null_count:
             flags[:, j] = a.is_null().to_numpy(zero_copy_only=False)
     bitmap = np.packbits(flags, axis=1, bitorder="big")
-    encoded = [_binary_column(batch.column(j), columns[j], n) for j in range(ncol)]
+    encoded = [_as_fixed(_binary_column(batch.column(j), columns[j], n), n) for j in range(ncol)]
 
     if all(e[0] == "fixed" for e in encoded):         # constant row width: 2-D slices
         width = nb + sum(e[1].shape[1] for e in encoded)
@@ -284,13 +311,12 @@ def _tabledata_chunk(batch: pa.RecordBatch, columns: Sequence[Mapping[str, Any]]
     cells = [_text_cells(batch.column(j), col) for j, col in enumerate(columns)]
     if not cells:                                    # zero-column table
         return memoryview(b"<TR></TR>\n" * batch.num_rows)
-    nulls = any(c.null_count for c in cells)
+    # NULL is an empty TD (so is ""), written <TD></TD>: turning those into <TD/> was a second
+    # pass over the whole text that cost more than joining the cells.
     inner = pc.binary_join_element_wise(*cells, "</TD><TD>", null_handling="replace",
                                         null_replacement="")
     rows = pc.binary_join_element_wise(pa.scalar("<TR><TD>"), inner, pa.scalar("</TD></TR>\n"),
                                        "")
-    if nulls:                                        # NULL is an empty TD (so is "")
-        rows = pc.replace_substring(rows, "<TD></TD>", "<TD/>")
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset:rows.offset + len(rows) + 1]
     return memoryview(rows.buffers()[2])[offsets[0]:offsets[-1]]
 
