@@ -306,9 +306,39 @@ def _binary2_chunk(batch: pa.RecordBatch, columns: Sequence[Mapping[str, Any]]) 
     return buf
 
 
+#: Chunks up to this many rows format their numeric columns type by type, not column by column.
+GROUP_ROWS = 4096
+
+
+def _all_text_cells(batch: pa.RecordBatch, columns: Sequence[Mapping[str, Any]]) -> list[pa.Array]:
+    """Every column's cells. In a small chunk the fixed cost of Arrow calls outweighs the
+    formatting (a 345-row cone of 87 columns spent 4 ms in them), so numeric columns of one
+    type are formatted together in one call and sliced apart; the text is the same."""
+    n = batch.num_rows
+    if n > GROUP_ROWS:
+        return [_text_cells(batch.column(j), col) for j, col in enumerate(columns)]
+    arrays = [normalise(batch.column(j)) for j in range(len(columns))]
+    cells: list[pa.Array | None] = [None] * len(columns)
+    groups: dict[pa.DataType, list[int]] = {}
+    for j, arr in enumerate(arrays):
+        t = arr.type
+        if pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_boolean(t):
+            groups.setdefault(t, []).append(j)
+        else:
+            cells[j] = _text_cells(arr, columns[j])
+    for members in groups.values():
+        if len(members) == 1:
+            cells[members[0]] = scalar_text(arrays[members[0]])
+            continue
+        text = scalar_text(pa.concat_arrays([arrays[j] for j in members]))
+        for k, j in enumerate(members):
+            cells[j] = text.slice(k * n, n)
+    return cells  # type: ignore[return-value]
+
+
 def _tabledata_chunk(batch: pa.RecordBatch, columns: Sequence[Mapping[str, Any]]) -> memoryview:
     """The ``<TR>`` lines of one chunk of rows, as UTF-8 bytes."""
-    cells = [_text_cells(batch.column(j), col) for j, col in enumerate(columns)]
+    cells = _all_text_cells(batch, columns)
     if not cells:                                    # zero-column table
         return memoryview(b"<TR></TR>\n" * batch.num_rows)
     # NULL is an empty TD (so is ""), written <TD></TD>: turning those into <TD/> was a second
