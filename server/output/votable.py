@@ -333,7 +333,7 @@ def _all_text_cells(batch: pa.RecordBatch, columns: Sequence[Mapping[str, Any]])
         text = scalar_text(pa.concat_arrays([arrays[j] for j in members]))
         for k, j in enumerate(members):
             cells[j] = text.slice(k * n, n)
-    return cells  # type: ignore[return-value]
+    return cells
 
 
 def _tabledata_chunk(batch: pa.RecordBatch, columns: Sequence[Mapping[str, Any]]) -> memoryview:
