@@ -327,3 +327,18 @@ def test_text_that_xml_cannot_carry(encoding):
     got = list(read(buf.getvalue()).get_first_table().array["s"].data)
     first = "bell\ufffd" if encoding == "tabledata" else "bell\x07"
     assert got == [first, "cr\r\nlf", "tab\tok"]
+
+
+def test_field_headers_kept_per_column_list_follow_the_metadata():
+    """The FIELDs are reused for a repeated column list, and any changed attribute shows."""
+    first, again = render("tabledata")[1], render("tabledata")[1]
+    assert first == again
+    changed = [dict(c) for c in COLUMNS]
+    changed[4]["unit"] = "nJy"
+    changed[0]["description"] = "another text"
+    buf = io.BytesIO()
+    write_votable(make_batches(), changed, buf)
+    text = buf.getvalue().decode()
+    assert 'name="mag" datatype="double" unit="nJy"' in text and "another text" in text
+    assert "Unique &lt;id&gt; &amp; key" not in text
+    assert first.decode().count("<FIELD") == text.count("<FIELD") == len(COLUMNS)

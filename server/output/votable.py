@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -109,6 +110,24 @@ def _field(col: Mapping[str, Any]) -> str:
         return "".join(parts) + (f">\n  <DESCRIPTION>{xml.text(desc)}"
                                  "</DESCRIPTION>\n</FIELD>\n")
     return "".join(parts) + "/>\n"
+
+
+_FIELD_KEYS = (*_FIELD_ATTRS, "description")
+
+
+@lru_cache(maxsize=256)
+def _fields_of(key: tuple) -> str:
+    return "".join(_field(dict(zip(_FIELD_KEYS, values, strict=True))) for values in key)
+
+
+def _fields(columns: Sequence[Mapping[str, Any]]) -> str:
+    """The FIELD elements, kept per column list: clients repeat the same columns (a cone at
+    many centres), and 87 FIELDs with descriptions cost 1.2 ms to build."""
+    key = tuple(tuple(c.get(k) for k in _FIELD_KEYS) for c in columns)
+    try:
+        return _fields_of(key)
+    except TypeError:  # an unhashable metadata value
+        return "".join(_field(c) for c in columns)
 
 
 def error_votable(message: str, version: str = VOTABLE_VERSION) -> bytes:
@@ -428,7 +447,7 @@ def write_votable(batches: Iterable[pa.RecordBatch], columns: Sequence[Mapping[s
     head.append('<RESOURCE type="results">\n<INFO name="QUERY_STATUS" value="OK"/>\n')
     head += [_info(i) for i in resource_infos]
     head.append("<TABLE>\n")
-    head += [_field(c) for c in columns]
+    head.append(_fields(columns))
     head.append("<DATA><TABLEDATA>\n" if encoding == "tabledata"
                 else '<DATA><BINARY2><STREAM encoding="base64">\n')
     out.write("".join(head).encode("utf-8"))
