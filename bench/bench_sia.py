@@ -7,8 +7,9 @@
 
 Each SIA query is timed end to end (request to last byte, one client, keep-alive); its ADQL
 equivalent is the text the service reports in its QUERY INFO, sent to /tap/sync. "cold" is the
-very first SIA request of a fresh server (it reads the parameter value lists and parses every
-footprint once, for the s_region fast path's cache).
+very first SIA request of a fresh server, sent as soon as it accepts connections (it shares the
+machine with the rest of start-up; footprints are parsed only for the candidates the bounding
+columns keep, never all at once).
 The row-by-row line runs the tutorial's ADQL with the s_region test written '>= 1', which the
 translator does not prefilter: the cost of the exact test on every footprint.
 """
