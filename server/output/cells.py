@@ -133,10 +133,6 @@ def has_bytes(arr: pa.Array, table: np.ndarray) -> bool:
     return data is not None and bool(table[np.frombuffer(data, dtype=np.uint8)].any())
 
 
-_HIGH = np.zeros(256, dtype=bool)
-_HIGH[0x80:] = True
-
-
 def ascii_only(arr: pa.Array, replacement: str = "?") -> pa.Array:
     """*arr* (a string array) with every non-ASCII character replaced by *replacement*."""
     data = arr.buffers()[2]
